@@ -1,0 +1,96 @@
+"Tests of the training stage (qlora_course.train) on tiny-random: config, guard rails, resume, CLI, benchmark."
+import math, subprocess, sys
+from pathlib import Path
+import pytest, torch, yaml
+from hypothesis import given, settings, strategies as st
+from transformers import TrainerCallback
+from qlora_course.models import load_tokenizer
+from qlora_course.train import TrainConfig, PRESETS, train, load_splits, check_dataset, adapter_state, StopAtStep, NonFiniteLoss
+from qlora_course.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope="module")
+def tok(): return load_tokenizer("tiny-random")
+
+@pytest.fixture(scope="module")
+def prep(tok): return load_splits(TrainConfig.preset("tiny", system_prompt="Answer briefly."), tok)
+
+@settings(max_examples=25, deadline=None)
+@given(r=st.integers(1, 256), lr=st.floats(1e-6, 1.0), steps=st.integers(-1, 10**6), quant=st.sampled_from([None, "nf4", "int8"]),
+       preset=st.sampled_from(sorted(PRESETS)), sysmsg=st.one_of(st.none(), st.text(max_size=20)))
+def test_config_yaml_roundtrip(tmp_path_factory, r, lr, steps, quant, preset, sysmsg):
+    cfg = TrainConfig.preset(preset, lora_r=r, learning_rate=lr, max_steps=steps, quant=quant, system_prompt=sysmsg)
+    p = cfg.to_yaml(tmp_path_factory.mktemp("c")/"run.yaml")
+    assert TrainConfig.from_yaml(p) == cfg
+
+def test_config_errors(tmp_path):
+    (tmp_path/"a.yaml").write_text("lora_rank: 4\n")
+    with pytest.raises(ValueError, match="lora_rank"): TrainConfig.from_yaml(tmp_path/"a.yaml")
+    (tmp_path/"b.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="mapping"): TrainConfig.from_yaml(tmp_path/"b.yaml")
+    with pytest.raises(FileNotFoundError): TrainConfig.from_yaml(tmp_path/"none.yaml")
+    with pytest.raises(ValueError, match="Unknown preset"): TrainConfig.preset("gpu-1gb")
+
+def test_guard_small_and_short(tmp_path, tok, prep):
+    cfg = TrainConfig.preset("tiny", batch_size=8)
+    with pytest.raises(ValueError, match="fewer than one batch"): check_dataset(prep.tokenized["train"].select(range(7)), cfg)
+    short = load_splits(TrainConfig.preset("tiny", max_len=30), tok).tokenized["train"]
+    with pytest.raises(ValueError, match="max_len=30"): check_dataset(short, TrainConfig.preset("tiny", max_len=30))
+    # refused by train() before any model is built or step taken
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(TrainConfig.preset("tiny", output_dir=str(tmp_path)), prep.tokenized["train"].select(range(2)), tok=tok)
+    assert not (tmp_path/"adapter").exists()
+
+def test_labels_answers_only(tmp_path, prep, tok):
+    from qlora_course.train import make_trainer, build_model
+    cfg = TrainConfig.preset("tiny", output_dir=str(tmp_path))
+    m, _ = build_model(cfg, tok=tok)
+    tr = make_trainer(cfg, m, tok, prep.tokenized["train"])
+    b = next(iter(tr.get_train_dataloader()))
+    for lab in b["labels"]:
+        ans = tok.decode([t for t in lab.tolist() if t != -100])
+        assert len(ans) >= 10 and ans.endswith("<|im_end|>") and "Rewrite" not in ans
+
+def test_nan_stops_with_step(tmp_path, prep, tok):
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+"):
+        train(TrainConfig.preset("tiny", output_dir=str(tmp_path), learning_rate=1e30, max_grad_norm=0.0), prep.tokenized["train"], tok=tok)
+
+def test_oom_message(tmp_path, prep, tok):
+    class OOM(TrainerCallback):
+        def on_step_begin(self, *a, **k): raise torch.OutOfMemoryError("CUDA out of memory")
+    with pytest.raises(MemoryError, match="batch_size.*max_len"):
+        train(TrainConfig.preset("tiny", output_dir=str(tmp_path)), prep.tokenized["train"], tok=tok, callbacks=[OOM()])
+
+def test_resume_matches_uninterrupted(tmp_path, prep, tok):
+    kw = dict(save_steps=2, max_steps=4, lora_dropout=0.0)
+    full = train(TrainConfig.preset("tiny", output_dir=str(tmp_path/"full"), **kw), prep.tokenized["train"], tok=tok)
+    train(TrainConfig.preset("tiny", output_dir=str(tmp_path/"cut"), **kw), prep.tokenized["train"], tok=tok, callbacks=[StopAtStep(2)])
+    res = train(TrainConfig.preset("tiny", output_dir=str(tmp_path/"cut"), resume=True, **kw), prep.tokenized["train"], tok=tok)
+    assert res.metrics["resumed_from"].endswith("checkpoint-2") and res.metrics["steps"] == 4
+    a, b = adapter_state(full.adapter_dir), adapter_state(res.adapter_dir)
+    assert a.keys() == b.keys()
+    init_diff = max((a[k]).abs().max().item() for k in a if "lora_B" in k)
+    assert init_diff > 0  # lora_B starts at zero: training really moved it
+    for k in a: torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+def test_cli_train(tmp_path):
+    cfgf = TrainConfig.preset("tiny", output_dir=str(tmp_path/"run"), max_steps=2, eval_samples=8).to_yaml(tmp_path/"run.yaml")
+    assert main(["train", "--config", str(cfgf), "--lora-r", "4"]) == 0
+    out = tmp_path/"run"
+    for f in ("adapter/adapter_model.safetensors", "adapter/tokenizer_config.json", "config.yaml", "metrics.json", "loss.png"):
+        assert (out/f).exists(), f
+    assert yaml.safe_load((out/"config.yaml").read_text())["lora_r"] == 4
+    assert main(["train", "--config", str(tmp_path/"missing.yaml")]) == 2
+
+def test_cli_bad_data(tmp_path):
+    bad = tmp_path/"bad.jsonl"; bad.write_text('{"instruction": "x"\n')
+    assert main(["train", "--preset", "tiny", "--data", str(bad), "--output-dir", str(tmp_path/"o")]) == 2
+
+def test_bench_cpu_small():
+    r = subprocess.run([sys.executable, str(ROOT/"bench"/"train_throughput.py"), "--size", "tiny-random", "--steps", "2", "--n", "16",
+                        "--max-len", "64", "--max-batch", "2"], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [l.split() for l in r.stdout.splitlines() if l.startswith("tiny-random")]
+    assert [x[1] for x in rows] == ["seed", "hf-tuned", "course"]
+    assert all(float(x[6]) > 0 for x in rows) and float(rows[0][8]) == 1.0
