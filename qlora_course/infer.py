@@ -91,11 +91,13 @@ def answer_loss(model, tok, records:list, batch_size:int=16) -> tuple[float, int
     return total / max(n, 1), n
 
 def evaluate(model, tok, records:list, # normalised records {'messages': [...]} with a final assistant turn
-             max_new_tokens:int=24, batch_size:int=16, csv_path=None, # write every row here
+             max_new_tokens:int|None=None, # None: the longest reference's length in tokens plus 4 (a longer answer can't match)
+             batch_size:int=16, csv_path=None, # write every row here
              with_loss:bool=True) -> dict:
     "Exact match of greedy answers against the references, plus loss/perplexity on the answers; `rows` holds every item."
     if not records: raise ValueError("evaluate needs at least one record")
     pairs = [prompt_and_answer(r) for r in records]
+    if max_new_tokens is None: max_new_tokens = max(len(tok(ref, add_special_tokens=False)["input_ids"]) for _, ref in pairs) + 4
     answers = generate(model, tok, [p for p, _ in pairs], max_new_tokens=max_new_tokens, batch_size=batch_size)
     rows = [dict(prompt=p[-1]["content"], reference=ref, answer=a, correct=int(a.strip() == ref.strip()))
             for (p, ref), a in zip(pairs, answers)]
@@ -184,7 +186,7 @@ def add_cli(sub):
         p = sub.add_parser(name, help=hlp)
         p.add_argument("--model", default="smollm2-135m-instruct"); p.add_argument("--adapter")
         p.add_argument("--quant", default=None, choices=[None, "nf4", "int8"]); p.add_argument("--system")
-        p.add_argument("--max-new-tokens", type=int, default=128 if name == "chat" else 24)
+        p.add_argument("--max-new-tokens", type=int, default=128 if name == "chat" else None)
         if name == "chat":
             p.add_argument("--temperature", type=float, default=0.0); p.add_argument("--top-p", type=float, default=1.0)
         else:

@@ -391,7 +391,8 @@ def measure(data:bytes|str, model, tok, context_size:int=512, batch_size:int=8, 
     kb = len(data) / 1024
     return dict(nbytes=len(data), nchars=nchars, tokens=sa["tokens"], sizes=sizes, payload_bytes=sa["payload_bytes"],
                 header_bytes=sa["header_bytes"], ce_bits=sa["ce_bits"], top1=float((ranks == 0).mean()) if len(ranks) else 0.,
-                top16=float((ranks < 16).mean()) if len(ranks) else 0., compress_kbs=kb / sa["encode_s"], decompress_kbs=kb / sa["decode_s"] if "decode_s" in sa else float("nan"))
+                top16=float((ranks < 16).mean()) if len(ranks) else 0., compress_kbs=kb / sa["encode_s"], decompress_kbs=kb / sa["decode_s"] if "decode_s" in sa else float("nan"),
+                blob=za)
 
 def table_rows(m:dict) -> list:
     "Rows (method, bytes, bits/char, ratio) of a `measure` result."
@@ -415,23 +416,21 @@ def targets(m:dict) -> dict:
 
 # %% ../nbs/08_llmzip.ipynb #2b56dd63
 def finetune_lora(model, tok, text:str, # the domain text to train on (never the text to compress)
-                  steps:int=60, ctx:int=256, batch_size:int=4, lr:float=1e-3, r:int=8, seed:int=0):
-    "Attach a LoRA adapter to `model` and train it on `text` as next-token prediction; returns the PEFT model (eval mode)."
-    from peft import LoraConfig, get_peft_model
-    from qlora_course.models import detect_lora_targets
-    torch.manual_seed(seed)
-    pm = get_peft_model(model, LoraConfig(r=r, lora_alpha=2*r, lora_dropout=0.0, target_modules=detect_lora_targets(model)))
+                  steps:int=60, ctx:int=256, batch_size:int=4, lr:float=1e-3, r:int=8, seed:int=0,
+                  output_dir=None, # where the training stage writes its adapter, plot and metrics (default: a temporary folder)
+                 ):
+    "Train a LoRA adapter on `text` (next-token prediction) with the training stage; returns the PEFT model (eval mode)."
+    import tempfile
+    from qlora_course.train import TrainConfig, train
+    from qlora_course.distill import text_dataset
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    wins = torch.tensor([ids[i:i+ctx] for i in range(0, len(ids) - ctx + 1, ctx)])
-    if not len(wins): raise ValueError(f"the domain text has {len(ids)} tokens, fewer than one window of {ctx}")
-    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=lr)
-    g = torch.Generator().manual_seed(seed); pm.train(); losses = []
-    for s in range(steps):
-        x = wins[torch.randint(0, len(wins), (batch_size,), generator=g)].to(next(pm.parameters()).device)
-        loss = pm(input_ids=x, labels=x).loss
-        loss.backward(); opt.step(); opt.zero_grad(); losses.append(loss.item())
-    pm.eval()
-    pm.train_losses = losses
+    if len(ids) < ctx: raise ValueError(f"the domain text has {len(ids)} tokens, fewer than one window of {ctx}")
+    cfg = TrainConfig(quant=None, compute_dtype="float32", lora_r=r, lora_alpha=2*r, max_steps=steps, batch_size=batch_size,
+                      max_len=ctx, learning_rate=lr, lr_scheduler="constant", warmup_ratio=0.0, seed=seed, eval_samples=0,
+                      logging_steps=1, output_dir=str(output_dir or tempfile.mkdtemp(prefix="llmzip-lora-")))
+    res = train(cfg, text_dataset(tok, text, ctx), model=model, tok=tok)
+    pm = res.model.eval()
+    pm.train_losses = [h["loss"] for h in res.metrics["log_history"] if "loss" in h]
     return pm
 
 def adapter_bytes(pm) -> int:

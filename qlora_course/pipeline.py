@@ -34,6 +34,8 @@ class PipelineConfig:
     train_preset:str = "cpu"  # a TrainConfig preset
     train_steps:int = 300
     eval_n:int|None = None  # held-out examples evaluated (None: all of the test split)
+    prune_eval_n:int|None = 60  # held-out examples for each row of the pruning table (None: as eval_n)
+    system_prompt:str|None = "Answer briefly."  # system message for training and evaluation (None: the chat template's default)
     gguf_types:list = field(default_factory=lambda: ["F16", "Q8_0"])
     prune_ratio:float = 0.25
     distill_steps:int = 200
@@ -42,6 +44,7 @@ class PipelineConfig:
     compress_ctx:int = 512
     compress_batch:int = 8
     zip_finetune_steps:int = 60
+    chat_prompt:str = "What is the capital of France?"  # asked before and after fine-tuning; the answers go in the report
     skip:list = field(default_factory=list)  # steps to skip
 
     @classmethod
@@ -114,10 +117,16 @@ def run_pipeline(cfg:PipelineConfig, # what to run
     return state
 
 # %% ../nbs/09_pipeline.ipynb #cacb0b10
-def _test_records(cfg, state):
+def _with_system(cfg, recs):
+    if cfg.system_prompt is None: return recs
+    return [{"messages": [{"role": "system", "content": cfg.system_prompt}] + [m for m in r["messages"] if m["role"] != "system"]}
+            for r in recs]
+
+def _test_records(cfg, state, n=None):
     from qlora_course.data import load_prepared
-    recs = load_prepared(state["data"]["dir"]).splits["test"]
-    return recs[:cfg.eval_n] if cfg.eval_n else recs
+    recs = _with_system(cfg, load_prepared(state["data"]["dir"]).splits["test"])
+    n = n or cfg.eval_n
+    return recs[:n] if n else recs
 
 @step
 def step_data(cfg, state):
@@ -131,10 +140,13 @@ def step_data(cfg, state):
 # %% ../nbs/09_pipeline.ipynb #8a930de3
 def _eval(cfg, model, tok, state, csv_name):
     from qlora_course.infer import evaluate
-    from qlora_course.models import perplexity
+    from qlora_course.models import perplexity, chat_once
+    chat = chat_once(model, tok, cfg.chat_prompt)
+    print(f"  {cfg.chat_prompt} -> {chat}")
     ev = evaluate(model, tok, _test_records(cfg, state), csv_path=cfg.run_dir/csv_name)
     ppl = perplexity(model, tok, cfg.path(cfg.text).read_text(encoding="utf-8"), ctx=512)
-    return dict(exact_match=ev["exact_match"], n=ev["n"], answer_loss=ev["loss"], prose_ppl=ppl["ppl"], csv=str(cfg.run_dir/csv_name))
+    return dict(exact_match=ev["exact_match"], n=ev["n"], answer_loss=ev["loss"], prose_ppl=ppl["ppl"], csv=str(cfg.run_dir/csv_name),
+                chat=chat)
 
 @step
 def step_base_eval(cfg, state):
@@ -149,7 +161,7 @@ def step_train(cfg, state):
     from qlora_course.train import TrainConfig, train
     from qlora_course.data import load_prepared
     tc = TrainConfig.preset(cfg.train_preset, model=cfg.model, quant=cfg.quant, max_steps=cfg.train_steps,
-                            output_dir=str(cfg.run_dir/"train"), data=str(cfg.path(cfg.data)))
+                            output_dir=str(cfg.run_dir/"train"), data=str(cfg.path(cfg.data)), system_prompt=cfg.system_prompt)
     res = train(tc)
     res.model.eval()
     after = _eval(cfg, res.model, res.tok, state, "eval_tuned.csv")
@@ -172,7 +184,7 @@ def _measure_model(cfg, state, label, model, tok, text):
     from qlora_course.prune import measure, gen_speed
     from qlora_course.infer import evaluate
     m = measure(model, tok, text)
-    em = evaluate(model, tok, _test_records(cfg, state), with_loss=False)["exact_match"]
+    em = evaluate(model, tok, _test_records(cfg, state, cfg.prune_eval_n), with_loss=False)["exact_match"]
     return dict(model=label, params_M=m["params_M"], MiB=m["MiB"], prose_ppl=m["ppl"], exact_match=em,
                 tokens_per_s=round(gen_speed(model, tok), 1))
 
@@ -194,11 +206,11 @@ def step_prune_distill(cfg, state):
     student.eval()
     rows.append(_measure_model(cfg, state, "pruned + distilled", student, tok, text))
     sdir = cfg.run_dir/"pruned-distilled"; student.save_pretrained(sdir); tok.save_pretrained(sdir)
-    tc = TrainConfig.preset(cfg.train_preset, model=str(sdir), quant=cfg.quant, max_steps=cfg.recover_steps,
-                            output_dir=str(cfg.run_dir/"recover"), data=str(cfg.path(cfg.data)))
+    # LoRA on the unquantized student, merged afterwards, so that its size and speed compare with the rows above
+    tc = TrainConfig.preset(cfg.train_preset, model=str(sdir), quant=None, max_steps=cfg.recover_steps,
+                            output_dir=str(cfg.run_dir/"recover"), data=str(cfg.path(cfg.data)), system_prompt=cfg.system_prompt)
     res = train(tc)
-    rows.append(_measure_model(cfg, state, "pruned + distilled + LoRA", res.model.merge_and_unload() if not cfg.quant else res.model,
-                               res.tok, text))
+    rows.append(_measure_model(cfg, state, "pruned + distilled + LoRA", res.model.merge_and_unload(), res.tok, text))
     return dict(rows=rows, student=str(sdir), adapter=str(res.adapter_dir))
 
 # %% ../nbs/09_pipeline.ipynb #4b1210d0
@@ -218,14 +230,13 @@ def step_compress(cfg, state):
     text = cfg.path(cfg.text).read_text(encoding="utf-8")
     if cfg.compress_chars: text = text[:cfg.compress_chars]
     model, tok = load_model(cfg.model)
-    rows = [_zip_row("base", measure(text, model, tok, cfg.compress_ctx, cfg.compress_batch))]
-    out = cfg.run_dir/"heldout.llmzip"
-    out.write_bytes(compress(text, model, tok, context_size=cfg.compress_ctx, batch_size=cfg.compress_batch, verify=False))
-    if decompress(out.read_bytes(), model, tok).decode("utf-8") != text: raise RuntimeError(f"{out} did not decompress to the text")
+    m = measure(text, model, tok, cfg.compress_ctx, cfg.compress_batch, verify=True)  # verify: decoded and compared before returning
+    rows = [_zip_row("base", m)]
+    out = cfg.run_dir/"heldout.llmzip"; out.write_bytes(m["blob"])
     if "train" in state:
         from peft import PeftModel
         pm = PeftModel.from_pretrained(model, state["train"]["adapter"]).eval()
-        rows.append(_zip_row("base + task adapter", measure(text, pm, tok, cfg.compress_ctx, cfg.compress_batch)))
+        rows.append(_zip_row("base + task adapter", measure(text, pm, tok, cfg.compress_ctx, cfg.compress_batch, verify=True)))
     return dict(rows=rows, file=str(out), round_trip=True)
 
 # %% ../nbs/09_pipeline.ipynb #953a786b
@@ -259,6 +270,11 @@ def render_report(cfg, state) -> str:
             if Path(state["train"]["plot"]).exists():
                 L += [f"![loss curves]({Path(state['train']['plot']).resolve().relative_to(cfg.run_dir.resolve())})", ""]
             L += [f"Adapter: `{state['train']['adapter']}` ({state['train']['trainable_params']:,} trainable parameters).", ""]
+        L += [f"A question outside the task, `{cfg.chat_prompt}`:", ""]
+        L += [f"- {r['model']}: {s.get('chat', '(not recorded)')!r}" for r, s in zip(rows, [state["base_eval"], state.get("train", {})])] + [""]
+        if "train" in state:
+            L += ["Training on one narrow task moves every answer towards it; if the fine-tuned answer above is a date, that is the "
+                  "model forgetting how to chat (mix general chat examples into the data, or train fewer steps, to keep it).", ""]
     if "export" in state:
         e = state["export"]
         L += ["## Export", "", f"Merged model: `{e['merged']}`; Ollama Modelfile: `{e['modelfile']}`.", "", md_table(e["gguf"]), ""]

@@ -197,10 +197,16 @@ def prune_unstructured(model, method:str="wanda", # "magnitude" or "wanda"
     return dict(method=method, sparsity=zeros / total, nm=nm, zeros=zeros, weights=total)
 
 # %% ../nbs/06_prune.ipynb #9b0388ba
-def measure(model, tok, text:str, eval_tokens:int|None=None, ctx:int=512) -> dict:
-    "Held-out perplexity of `model` on the first `eval_tokens` tokens of `text`, plus parameter count and bytes."
+def measure(model, tok, text:str, eval_tokens:int|None=None, ctx:int=512,
+            records:list|None=None, # task records: also report their exact match (greedy, as the inference stage scores it)
+           ) -> dict:
+    "Held-out perplexity of `model` on the first `eval_tokens` tokens of `text`, parameter count and bytes, and exact match on `records`."
     r = perplexity(model, tok, text, ctx=ctx, max_tokens=eval_tokens)
-    return dict(ppl=round(r["ppl"], 2), params_M=round(count_params(model)/1e6, 2), MiB=round(model_bytes(model)/2**20, 1))
+    res = dict(ppl=round(r["ppl"], 2), params_M=round(count_params(model)/1e6, 2), MiB=round(model_bytes(model)/2**20, 1))
+    if records:
+        from qlora_course.infer import evaluate
+        res["exact_match"] = round(evaluate(model, tok, records, with_loss=False)["exact_match"], 3)
+    return res
 
 @torch.no_grad()
 def gen_speed(model, tok, prompt:str="The history of the city begins", new_tokens:int=32) -> float:

@@ -106,3 +106,19 @@ def test_cli_round_trip(tmp_path, capsys):
     (tmp_path/"cut.llmz").write_bytes((tmp_path/"a.llmz").read_bytes()[:-5])
     assert main(["unzip", str(tmp_path/"cut.llmz"), str(tmp_path/"o2"), "--model", "tiny-random"]) == 2
     assert "truncated" in capsys.readouterr().err and not (tmp_path/"o2").exists()
+
+def test_finetune_lora_uses_training_stage_and_round_trips(tmp_path):
+    "The domain adapter is trained by qlora_course.train (its artifacts appear), changes the model, and its files decode only with it."
+    from qlora_course.llmzip import finetune_lora, adapter_bytes
+    m, tok = load_model("tiny-random")
+    text = "The river town grew around its mill and market. " * 30
+    with torch.no_grad(): before = m(input_ids=torch.tensor([[1, 2, 3, 4]])).logits.clone()
+    pm = finetune_lora(m, tok, text, steps=3, ctx=32, batch_size=2, lr=1e-2, output_dir=tmp_path/"ft")
+    assert (tmp_path/"ft"/"adapter"/"adapter_model.safetensors").exists() and (tmp_path/"ft"/"metrics.json").exists()
+    assert len(pm.train_losses) == 3 and adapter_bytes(pm) > 0
+    with torch.no_grad(): after = pm(input_ids=torch.tensor([[1, 2, 3, 4]])).logits
+    assert not torch.allclose(before, after)
+    z = compress(text[:200], pm, tok, context_size=16, batch_size=2, verify=False)
+    assert decompress(z, pm, tok) == text[:200].encode()
+    with pm.disable_adapter(), pytest.raises(ValueError): decompress(z, pm, tok)
+    with pytest.raises(ValueError, match="fewer than one window"): finetune_lora(load_model("tiny-random")[0], tok, "short", ctx=64)
