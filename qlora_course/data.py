@@ -7,8 +7,9 @@ Docs: https://qlora-course.github.io/qlora-course/data.html.md"""
 # %% auto #0
 __all__ = ['FORMATS', 'FORMAT_ALIASES', 'ROLES', 'SUFFIXES', 'TEMPLATES', 'ALPACA_PREAMBLE', 'SPLITS', 'canonical_format',
            'detect_format', 'BadRecord', 'normalise', 'read_text', 'iter_raw', 'ReadReport', 'read_records',
-           'prompt_and_answer', 'render_prompt', 'tokenize_messages', 'check_label_mask', 'record_key', 'dedupe',
-           'split_records', 'tokenize_records', 'pack', 'Prepared', 'prepare', 'load_prepared', 'data_main', 'add_cli']
+           'prompt_and_answer', 'render_prompt', 'with_system', 'tokenize_messages', 'check_label_mask', 'record_key',
+           'dedupe', 'split_records', 'tokenize_records', 'pack', 'Prepared', 'prepare', 'load_prepared', 'data_main',
+           'add_cli']
 
 # %% ../nbs/02_data.ipynb #f7ab9844
 import csv, io, json, math, random, statistics
@@ -324,6 +325,13 @@ def prompt_and_answer(record:dict) -> tuple[list, str]:
 def render_prompt(tok, prompt_messages:list, template:str="chat") -> str:
     "The prompt text of `prompt_messages` under `template`, with the generation prompt appended (what generation is fed)."
     return _render(tok, prompt_messages, template, gen=True)
+
+# %% ../nbs/02_data.ipynb #c0ffee01
+def with_system(records:list, system:str|None) -> list:
+    "`records` with their system message replaced by `system` (\"\": removed; None: records unchanged)."
+    if system is None: return records
+    head = [{"role": "system", "content": system}] if system else []
+    return [{"messages": head + [m for m in r["messages"] if m["role"] != "system"]} if "messages" in r else r for r in records]
 
 # %% ../nbs/02_data.ipynb #88375bc0
 def _pieces(tok, messages, template="chat") -> list[tuple[str, bool]]:

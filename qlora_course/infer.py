@@ -17,7 +17,7 @@ import torch
 from transformers import TextStreamer
 from peft import PeftModel
 from .models import load_model, load_tokenizer, data_dir
-from .data import prompt_and_answer, render_prompt, tokenize_messages, read_records, prepare
+from .data import prompt_and_answer, render_prompt, tokenize_messages, read_records, prepare, with_system
 
 # %% ../nbs/04_infer.ipynb #5d979115
 def _eot_id(tok) -> int:
@@ -170,7 +170,7 @@ def eval_main(args):
     p = prepare(args.data or str(data_dir()/"dates.jsonl"), tok)
     if args.split not in p.splits: raise ValueError(f"unknown split {args.split!r}; use train, validation or test")
     recs = p.splits[args.split][:args.limit or None]
-    if args.system: recs = [{"messages": [{"role": "system", "content": args.system}] + [m for m in r["messages"] if m["role"] != "system"]} for r in recs]
+    if args.system: recs = with_system(recs, args.system)
     after = evaluate(model, tok, recs, max_new_tokens=args.max_new_tokens, csv_path=args.csv)
     res = {"n": after["n"], "exact_match": after["exact_match"], "loss": after["loss"]}
     if args.adapter:

@@ -117,14 +117,9 @@ def run_pipeline(cfg:PipelineConfig, # what to run
     return state
 
 # %% ../nbs/09_pipeline.ipynb #cacb0b10
-def _with_system(cfg, recs):
-    if cfg.system_prompt is None: return recs
-    return [{"messages": [{"role": "system", "content": cfg.system_prompt}] + [m for m in r["messages"] if m["role"] != "system"]}
-            for r in recs]
-
 def _test_records(cfg, state, n=None):
-    from qlora_course.data import load_prepared
-    recs = _with_system(cfg, load_prepared(state["data"]["dir"]).splits["test"])
+    from qlora_course.data import load_prepared, with_system
+    recs = with_system(load_prepared(state["data"]["dir"]).splits["test"], cfg.system_prompt)
     n = n or cfg.eval_n
     return recs[:n] if n else recs
 

@@ -90,12 +90,10 @@ PRESETS = {
 # %% ../nbs/03_train.ipynb #9d3cde48
 def load_splits(cfg:TrainConfig, tok):
     "The data stage's `Prepared` object for `cfg.data` (default: the course's dates task), tokenized to `cfg.max_len`."
-    from qlora_course.data import read_records, prepare
+    from qlora_course.data import read_records, prepare, with_system
     src = cfg.data or str(data_dir()/"dates.jsonl")
     recs, _ = read_records(src)
-    if cfg.system_prompt is not None:
-        recs = [{"messages": ([{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else [])
-                 + [m for m in r["messages"] if m["role"] != "system"]} if "messages" in r else r for r in recs]
+    recs = with_system(recs, cfg.system_prompt)
     return prepare(recs, tok, max_len=cfg.max_len, packing=cfg.packing)
 
 # %% ../nbs/03_train.ipynb #065e2220
