@@ -104,7 +104,6 @@ def test_cli(tmp_path):
     assert cli_main(["prune", "--model", "tiny-random", "--method", "wanda", "--nm", "2-4", "--out", str(out)]) == 2
     assert cli_main(["prune", "--model", "tiny-random", "--method", "magnitude", "--nm", "2:4", "--out", str(out)]) == 0
 
-@pytest.mark.slow  # loads the GGUF back with transformers: minutes on a shared 2-core CPU
 def test_pruned_model_exports_to_gguf(tiny, tmp_path):
     "The structurally pruned model (head_dim no longer hidden/heads) is written by the export stage and reads back."
     from qlora_course.export import write_gguf, verify_gguf
