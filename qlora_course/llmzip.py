@@ -423,12 +423,10 @@ def finetune_lora(model, tok, text:str, # the domain text to train on (never the
     import tempfile
     from qlora_course.train import TrainConfig, train
     from qlora_course.distill import text_dataset
-    ids = tok(text, add_special_tokens=False)["input_ids"]
-    if len(ids) < ctx: raise ValueError(f"the domain text has {len(ids)} tokens, fewer than one window of {ctx}")
     cfg = TrainConfig(quant=None, compute_dtype="float32", lora_r=r, lora_alpha=2*r, max_steps=steps, batch_size=batch_size,
                       max_len=ctx, learning_rate=lr, lr_scheduler="constant", warmup_ratio=0.0, seed=seed, eval_samples=0,
                       logging_steps=1, output_dir=str(output_dir or tempfile.mkdtemp(prefix="llmzip-lora-")))
-    res = train(cfg, text_dataset(tok, text, ctx), model=model, tok=tok)
+    res = train(cfg, text_dataset(tok, text, ctx), model=model, tok=tok)  # text_dataset refuses a text shorter than one window
     pm = res.model.eval()
     pm.train_losses = [h["loss"] for h in res.metrics["log_history"] if "loss" in h]
     return pm

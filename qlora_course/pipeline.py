@@ -177,10 +177,8 @@ def step_export(cfg, state):
 # %% ../nbs/09_pipeline.ipynb #4b30fa04
 def _measure_model(cfg, state, label, model, tok, text):
     from qlora_course.prune import measure, gen_speed
-    from qlora_course.infer import evaluate
-    m = measure(model, tok, text)
-    em = evaluate(model, tok, _test_records(cfg, state, cfg.prune_eval_n), with_loss=False)["exact_match"]
-    return dict(model=label, params_M=m["params_M"], MiB=m["MiB"], prose_ppl=m["ppl"], exact_match=em,
+    m = measure(model, tok, text, records=_test_records(cfg, state, cfg.prune_eval_n))
+    return dict(model=label, params_M=m["params_M"], MiB=m["MiB"], prose_ppl=m["ppl"], exact_match=m["exact_match"],
                 tokens_per_s=round(gen_speed(model, tok), 1))
 
 @step
