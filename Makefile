@@ -1,19 +1,24 @@
 # qlora-course: two commands from a fresh clone.
 #   make test    set up .venv (once), then run every check CI runs
 #   make course  set up .venv (once), then run the whole course pipeline on the embedded model
+#   make test-latest  the same checks in .venv-latest, with the newest versions pyproject.toml allows
+#   make notebooks  execute the notebooks and save their outputs (FULL=1: full budgets; NB=nbs/03_train.ipynb: one)
+#   make lock    write constraints.txt from .venv (after a green `make test`)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.qlora-course-installed
 # make test NBDEV_WORKERS=1 to run the notebooks one at a time
 NBDEV_WORKERS ?= 2
 COURSE_CONFIG ?= course.yaml
+# LATEST=1: install the newest allowed versions instead of constraints.txt's
+LATEST ?= 0
 
-.PHONY: test course setup sync-check nbtest pytest readme clean-cache
+.PHONY: test test-latest notebooks lock course setup sync-check nbtest pytest readme clean-cache
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml tools/setup.sh
-	bash tools/setup.sh $(VENV)
+$(STAMP): pyproject.toml constraints.txt tools/setup.sh
+	QLORA_COURSE_LATEST=$(LATEST) bash tools/setup.sh $(VENV)
 	@touch $@
 
 sync-check: setup
@@ -35,3 +40,14 @@ course: setup
 
 readme: setup
 	$(PY) tools/make_readme.py
+
+test-latest:
+	$(MAKE) test VENV=.venv-latest LATEST=1
+
+lock: setup
+	bash tools/lock.sh $(VENV) > constraints.txt
+
+FULL ?= 0
+NB ?=
+notebooks: setup
+	$(PY) tools/run_notebooks.py $(if $(filter 1,$(FULL)),--full) $(NB)

