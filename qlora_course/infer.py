@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from transformers import TextStreamer
 from peft import PeftModel
-from .models import load_model, load_tokenizer, data_dir
-from .data import prompt_and_answer, render_prompt, tokenize_messages, read_records, prepare, with_system
+from .models import load_model, data_dir, int_at_least, DEFAULT_MODEL
+from .data import prompt_and_answer, render_prompt, tokenize_messages, prepare, with_system
 
 # %% ../nbs/04_infer.ipynb #5d979115
 def _eot_id(tok) -> int:
@@ -147,8 +147,12 @@ def chat_box(model, tok, system:str|None=None, **gen_kw):
     return ui
 
 # %% ../nbs/04_infer.ipynb #2d2ee3f6
+def _adapter(args):
+    "The adapter folder the user asked for, or None for `--adapter none` (as `train` accepts) or no flag."
+    return None if not args.adapter or args.adapter.lower() == "none" else args.adapter
+
 def _load(args):
-    if args.adapter: return load_with_adapter(args.model, args.adapter, quant=args.quant)
+    if _adapter(args): return load_with_adapter(args.model, _adapter(args), quant=args.quant)
     return load_model(args.model, quant=args.quant)
 
 def chat_main(args, inp=None, out=None):
@@ -166,14 +170,15 @@ def chat_main(args, inp=None, out=None):
 
 def eval_main(args):
     "`qlora-course eval`: exact match and answer loss on a split, base vs adapter, with a CSV."
+    if args.csv and Path(args.csv).exists() and not args.force:
+        raise FileExistsError(f"{args.csv} exists; pass --force to overwrite it, or choose another --csv")
     model, tok = _load(args)
     p = prepare(args.data or str(data_dir()/"dates.jsonl"), tok)
-    if args.split not in p.splits: raise ValueError(f"unknown split {args.split!r}; use train, validation or test")
     recs = p.splits[args.split][:args.limit or None]
     if args.system: recs = with_system(recs, args.system)
     after = evaluate(model, tok, recs, max_new_tokens=args.max_new_tokens, csv_path=args.csv)
     res = {"n": after["n"], "exact_match": after["exact_match"], "loss": after["loss"]}
-    if args.adapter:
+    if _adapter(args):
         with model.disable_adapter(): before = evaluate(model, tok, recs, max_new_tokens=args.max_new_tokens)
         print(before_after(before, after)); res["base_exact_match"] = before["exact_match"]
     print(json.dumps(res))
@@ -184,12 +189,13 @@ def add_cli(sub):
     for name, fn, hlp in (("chat", chat_main, "chat with a model (+ adapter) in the terminal"),
                           ("eval", eval_main, "exact match and answer loss on a held-out split, base vs adapter")):
         p = sub.add_parser(name, help=hlp)
-        p.add_argument("--model", default="smollm2-135m-instruct"); p.add_argument("--adapter")
+        p.add_argument("--model", default=DEFAULT_MODEL); p.add_argument("--adapter", help="adapter folder ('none': the base alone)")
         p.add_argument("--quant", default=None, choices=[None, "nf4", "int8"]); p.add_argument("--system")
-        p.add_argument("--max-new-tokens", type=int, default=128 if name == "chat" else None)
+        p.add_argument("--max-new-tokens", type=int_at_least(1), default=128 if name == "chat" else None)
         if name == "chat":
             p.add_argument("--temperature", type=float, default=0.0); p.add_argument("--top-p", type=float, default=1.0)
         else:
-            p.add_argument("--data"); p.add_argument("--split", default="test"); p.add_argument("--limit", type=int, default=0)
-            p.add_argument("--csv")
+            p.add_argument("--data"); p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+            p.add_argument("--limit", type=int_at_least(0), default=0, help="evaluate the first N records (0: all)")
+            p.add_argument("--csv"); p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
         p.set_defaults(func=fn)

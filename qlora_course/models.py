@@ -10,10 +10,10 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model', 'tiny_random_dir', 'get_device',
            'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'cpu_4bit_paths', 'load_model',
            'chat_once', 'count_params', 'model_bytes', 'perplexity', 'fused_cpu_4bit', 'linear_names',
-           'detect_lora_targets', 'models_main', 'add_cli']
+           'detect_lora_targets', 'int_at_least', 'models_main', 'add_cli']
 
 # %% ../nbs/00_models.ipynb #808c8b71
-import os, json, logging, shutil, math, time, hashlib, tempfile, importlib.metadata as md
+import os, json, logging, argparse, shutil, math, time, hashlib, tempfile, importlib.metadata as md
 from pathlib import Path
 from dataclasses import dataclass
 from contextlib import contextmanager
@@ -430,6 +430,17 @@ def detect_lora_targets(model, which:str="all-linear") -> list[str]:
     if which == "attention": targets = [t for t in targets if t in ATTENTION_ONLY]
     if not targets: raise ValueError(f"No LoRA targets found in {type(model).__name__}; its linear layers are {sorted(present)}")
     return targets
+
+# %% ../nbs/00_models.ipynb #f1706753
+def int_at_least(lo:int): # the smallest value the option accepts
+    "An argparse `type` for integer options of at least `lo`: `--limit -1` is refused with a message naming the bound."
+    def parse(s:str) -> int:
+        try: v = int(s)
+        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+        if v < lo: raise argparse.ArgumentTypeError(f"{v} is too small: it must be at least {lo}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
 
 # %% ../nbs/00_models.ipynb #65966c21
 def models_main(args):
