@@ -51,3 +51,9 @@ FULL ?= 0
 NB ?=
 notebooks: setup
 	$(PY) tools/run_notebooks.py $(if $(filter 1,$(FULL)),--full) $(NB)
+
+# --- course site (issue 20): the static site in _docs/ from the notebooks as saved (tools/build_docs.py, nbconvert) ---
+.PHONY: docs
+docs: setup
+	$(PY) tools/build_docs.py --out _docs
+# --- end course site ---

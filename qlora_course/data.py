@@ -7,9 +7,9 @@ Docs: https://qlora-course.github.io/qlora-course/data.html.md"""
 # %% auto #0
 __all__ = ['FORMATS', 'FORMAT_ALIASES', 'ROLES', 'SUFFIXES', 'TEMPLATES', 'ALPACA_PREAMBLE', 'SPLITS', 'canonical_format',
            'detect_format', 'BadRecord', 'normalise', 'read_text', 'iter_raw', 'ReadReport', 'read_records',
-           'prompt_and_answer', 'render_prompt', 'with_system', 'tokenize_messages', 'check_label_mask', 'record_key',
-           'dedupe', 'split_records', 'tokenize_records', 'pack', 'Prepared', 'prepare', 'load_prepared', 'data_main',
-           'add_cli']
+           'prompt_and_answer', 'render_prompt', 'with_system', 'tokenize_messages', 'plot_label_mask',
+           'check_label_mask', 'record_key', 'dedupe', 'split_records', 'tokenize_records', 'pack', 'Prepared',
+           'prepare', 'load_prepared', 'data_main', 'add_cli']
 
 # %% ../nbs/02_data.ipynb #f7ab9844
 import csv, io, json, math, random, statistics
@@ -369,6 +369,34 @@ def tokenize_messages(tok, messages:list, # a list of {role, content} (or a reco
             ids += t; labels += t if is_answer else [-100] * len(t)
     if max_len: ids, labels = ids[:max_len], labels[:max_len]
     return dict(input_ids=ids, attention_mask=[1] * len(ids), labels=labels)
+
+# %% ../nbs/02_data.ipynb #351add16
+def plot_label_mask(tok, enc:dict, # a tokenized example: `input_ids` and `labels`
+                    per_row:int=16, # tokens per row of the strip
+                    title:str|None=None):
+    "Tokenized example `enc` as a strip of tokens coloured by their label (trained, or masked with -100); returns the figure."
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle, Patch
+    ids, labels = enc["input_ids"], enc["labels"]
+    rows = max(1, -(-len(ids) // per_row))
+    fig, ax = plt.subplots(figsize=(8, 0.42 * rows + 1.0), dpi=90)
+    for i, (t, l) in enumerate(zip(ids, labels)):
+        x, y, on = i % per_row, rows - 1 - i // per_row, l != -100
+        ax.add_patch(Rectangle((x, y), 0.96, 0.9, fc="#a9d18e" if on else "#e7e6e6", ec="#548235" if on else "#bbbbbb", lw=0.8))
+        s = tok.decode([t]).replace("\n", "\\n").replace(" ", "·")
+        ax.text(x + 0.48, y + 0.45, s if len(s) <= 9 else s[:8] + "…", ha="center", va="center", fontsize=6.5)
+    ax.set_xlim(0, per_row); ax.set_ylim(0, rows); ax.tick_params(length=0)
+    ax.set_xticks([i + 0.48 for i in range(0, per_row, 4)], [str(i) for i in range(0, per_row, 4)], fontsize=7)
+    ax.set_yticks([rows - 1 - r + 0.45 for r in range(rows)], [str(r * per_row) for r in range(rows)], fontsize=7)
+    ax.set_xlabel("position in the row (token index = row start + position)", fontsize=8)
+    ax.set_ylabel("row start (token index)", fontsize=8)
+    for s in ax.spines.values(): s.set_visible(False)
+    ax.legend(handles=[Patch(fc="#e7e6e6", ec="#bbbbbb", label="label -100: masked (prompt, template)"),
+                       Patch(fc="#a9d18e", ec="#548235", label="trained: label = the token")],
+              loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)
+    if title: ax.set_title(title, fontsize=9, pad=20)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/02_data.ipynb #a2fe9b1c
 def _runs(labels) -> list[tuple[int, int]]:

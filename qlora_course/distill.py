@@ -99,14 +99,17 @@ def text_dataset(tok, text:str, seq_len:int=128):
 
 # %% ../nbs/07_distill.ipynb #7b2f59c5
 def distill(teacher, student, train_ds, out_dir, steps:int=20, lr:float=5e-5, batch_size:int=2,
-            kind:str="forward_kl", temperature:float=1.0, alpha:float=0.5, beta:float=0.5, seed:int=0, **targs):
+            kind:str="forward_kl", temperature:float=1.0, alpha:float=0.5, beta:float=0.5, seed:int=0,
+            callbacks:list|None=None, # extra `TrainerCallback`s, e.g. to measure held-out perplexity during training
+            **targs):
     "Train `student` on `train_ds` with `DistillTrainer` (alpha=0: plain fine-tuning); returns the trainer after training."
     args = TrainingArguments(output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
                              logging_steps=max(1, steps // 10), save_strategy="no", report_to=[], seed=seed,
                              remove_unused_columns=False, use_cpu=not torch.cuda.is_available(), lr_scheduler_type="constant",
                              disable_tqdm=True, **targs)
     tr = DistillTrainer(model=student, args=args, train_dataset=train_ds, data_collator=default_data_collator,
-                        teacher=teacher if alpha > 0 else None, kind=kind, temperature=temperature, alpha=alpha, beta=beta)
+                        teacher=teacher if alpha > 0 else None, kind=kind, temperature=temperature, alpha=alpha, beta=beta,
+                        callbacks=callbacks)
     tr.train()
     return tr
 

@@ -10,10 +10,10 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model', 'tiny_random_dir', 'get_device',
            'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'cpu_4bit_paths', 'load_model',
            'chat_once', 'count_params', 'model_bytes', 'perplexity', 'fused_cpu_4bit', 'linear_names',
-           'detect_lora_targets', 'int_at_least', 'models_main', 'add_cli']
+           'detect_lora_targets', 'read_yaml_mapping', 'coerce_field', 'int_at_least', 'models_main', 'add_cli']
 
 # %% ../nbs/00_models.ipynb #808c8b71
-import os, json, logging, argparse, shutil, math, time, hashlib, tempfile, importlib.metadata as md
+import os, json, logging, argparse, typing, shutil, math, time, hashlib, tempfile, importlib.metadata as md
 from pathlib import Path
 from dataclasses import dataclass
 from contextlib import contextmanager
@@ -430,6 +430,47 @@ def detect_lora_targets(model, which:str="all-linear") -> list[str]:
     if which == "attention": targets = [t for t in targets if t in ATTENTION_ONLY]
     if not targets: raise ValueError(f"No LoRA targets found in {type(model).__name__}; its linear layers are {sorted(present)}")
     return targets
+
+# %% ../nbs/00_models.ipynb #e970f4e2
+def read_yaml_mapping(path, # a YAML file holding a mapping of config fields
+                      known:set|None=None, # the fields a config has (others are refused, naming them)
+                     ) -> dict:
+    "The mapping of config fields in YAML file `path`, or a one-line error naming the file and what is wrong."
+    import yaml
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"Config file not found: {path}")
+    try: d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError: raise ValueError(f"{path}: not a UTF-8 text file; a config is a YAML mapping of fields") from None
+    except yaml.YAMLError as e:
+        m = getattr(e, "problem_mark", None)
+        where = f" (line {m.line + 1}, column {m.column + 1})" if m else ""
+        raise ValueError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    if d is None: raise ValueError(f"{path}: the config is empty; write at least one field")
+    if not isinstance(d, dict): raise ValueError(f"{path}: expected a mapping of config fields, got {type(d).__name__}")
+    bad = sorted(set(map(str, d)) - set(known)) if known is not None else []
+    if bad: raise ValueError(f"{path}: unknown config field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    return d
+
+def coerce_field(name:str, typ, v):
+    "`v` as field `name`'s type `typ` (YAML reads `2e-4` as a string), or a one-line error naming the field."
+    opts = typing.get_args(typ) or (typ,)
+    if v is None:
+        if type(None) in opts: return None
+        raise ValueError(f"field {name}: must be set (got null)")
+    if list in opts and isinstance(v, (list, tuple)):
+        if all(isinstance(x, str) for x in v): return list(v)
+        raise ValueError(f"field {name}: expected a list of names, got {v!r}")
+    if type(v) in opts: return v
+    for t in opts:
+        if t is bool: continue
+        try:
+            if t is int and not isinstance(v, bool) and float(v) == int(float(v)): return int(float(v))
+            if t is float and not isinstance(v, bool): return float(v)
+        except (TypeError, ValueError, OverflowError): pass
+        if t is str and isinstance(v, (int, float)) and not isinstance(v, bool) and name != "quant": return str(v)
+    if bool in opts and isinstance(v, str) and v.lower() in ("true", "false"): return v.lower() == "true"
+    want = " or ".join("null" if t is type(None) else ("a list of names" if t is list else t.__name__) for t in opts)
+    raise ValueError(f"field {name}: expected {want}, got {v!r}")
 
 # %% ../nbs/00_models.ipynb #f1706753
 def int_at_least(lo:int): # the smallest value the option accepts

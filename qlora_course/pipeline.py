@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 # %% ../nbs/09_pipeline.ipynb #304a4812
-from .models import data_dir, budget
+from .models import data_dir, read_yaml_mapping, coerce_field
 
 # %% ../nbs/09_pipeline.ipynb #e5171366
 STEPS = ["data", "base_eval", "train", "export", "prune_distill", "compress", "report"]
@@ -47,17 +47,20 @@ class PipelineConfig:
     chat_prompt:str = "What is the capital of France?"  # asked before and after fine-tuning; the answers go in the report
     skip:list = field(default_factory=list)  # steps to skip
 
+    def __post_init__(self):
+        for f in dataclasses.fields(self): setattr(self, f.name, coerce_field(f.name, f.type, getattr(self, f.name)))
+        bad_steps = sorted(set(self.skip) - set(STEPS))
+        if bad_steps: raise ValueError(f"skip names unknown step(s) {bad_steps}; steps are {STEPS}")
+        for k in ("train_steps", "distill_steps", "recover_steps", "compress_ctx", "compress_batch"):
+            if getattr(self, k) < 1: raise ValueError(f"field {k}: must be at least 1, got {getattr(self, k)}")
+        if not 0 < self.prune_ratio < 1: raise ValueError(f"field prune_ratio: must be between 0 and 1, got {self.prune_ratio}")
+
     @classmethod
     def from_yaml(cls, path):
-        "Read a config from YAML file `path`, refusing unknown fields by name."
-        d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(d, dict): raise ValueError(f"{path}: expected a mapping of config fields, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(d) - known)
-        if bad: raise ValueError(f"{path}: unknown field(s) {', '.join(bad)}; known fields: {', '.join(sorted(known))}")
-        bad_steps = sorted(set(d.get("skip") or []) - set(STEPS))
-        if bad_steps: raise ValueError(f"{path}: skip names unknown step(s) {bad_steps}; steps are {STEPS}")
-        return cls(**d)
+        "Read a config from YAML file `path`, refusing unknown fields and wrong types by name."
+        d = read_yaml_mapping(path, {f.name for f in dataclasses.fields(cls)})
+        try: return cls(**d)
+        except ValueError as e: raise ValueError(f"{path}: {e}") from None
 
     def to_yaml(self, path):
         "Write this config to YAML file `path`."

@@ -301,14 +301,14 @@ def survey(model_name="smollm2-135m-instruct", methods=None, steps:int=10, batch
 
 # %% ../nbs/01_survey.ipynb #b27a8c29
 def plot_survey(df, path=None):
-    "Quality (held-out loss, exact match) against trainable share, one point per method, log-scaled share."
-    import matplotlib; matplotlib.use("Agg")
+    "Quality (held-out loss, exact match) against trainable share, one point per method, log-scaled share; returns the figure."
     import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axs = plt.subplots(1, 2, figsize=(8, 3.5), dpi=90)
+    labels = {"val_loss": "held-out loss (nats per answer token)", "exact_match": "exact match (fraction of test prompts)"}
     for ax, col in zip(axs, ["val_loss", "exact_match"]):
         ax.scatter(100 * df["share"], df[col])
         for m, row in df.iterrows(): ax.annotate(m, (100 * row["share"], row[col]), fontsize=8)
-        ax.set_xscale("log"); ax.set_xlabel("trainable share (%)"); ax.set_ylabel(col.replace("_", " "))
+        ax.set_xscale("log"); ax.set_xlabel("trainable share (% of parameters, log scale)"); ax.set_ylabel(labels[col])
     fig.tight_layout()
     if path: fig.savefig(path, dpi=100)
     return fig

@@ -6,7 +6,7 @@ from hypothesis import given, settings, assume, HealthCheck, strategies as st
 
 from qlora_course.models import load_tokenizer, data_dir
 from qlora_course.data import (read_records, normalise, prepare, load_prepared, tokenize_messages, prompt_and_answer,
-                               render_prompt, split_records, dedupe, record_key, pack, check_label_mask, BadRecord,
+                               render_prompt, split_records, dedupe, record_key, pack, check_label_mask, plot_label_mask, BadRecord,
                                TEMPLATES, SPLITS)
 from qlora_course.cli import main as cli_main
 
@@ -331,3 +331,12 @@ def test_cli_console_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "train" in r.stdout and "960" in r.stdout
     assert [sum(1 for _ in open(tmp_path/"d"/f"{s}.jsonl", encoding="utf-8")) for s in SPLITS] == [960, 120, 120]
+
+def test_plot_label_mask_one_box_per_token(tok):
+    from matplotlib.colors import to_rgb
+    enc = tokenize_messages(tok, [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}])
+    fig = plot_label_mask(tok, enc, per_row=10)
+    boxes = fig.axes[0].patches
+    assert len(boxes) == len(enc["input_ids"])
+    green = [b.get_facecolor()[:3] == to_rgb("#a9d18e") for b in boxes]
+    assert green == [l != -100 for l in enc["labels"]]

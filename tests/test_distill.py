@@ -84,3 +84,14 @@ def test_cli_refuses_other_vocabulary(tmp_path):
     other.save_pretrained(tmp_path/"s"); tok.save_pretrained(tmp_path/"s")
     rc = cli_main(["distill", "--teacher", "tiny-random", "--student", str(tmp_path/"s"), "--cpu", "--out", str(tmp_path/"o")])
     assert rc == 2
+
+def test_callbacks_are_called_every_step(tmp_path):
+    from transformers import TrainerCallback
+    class Count(TrainerCallback):
+        def __init__(self): self.steps = []
+        def on_step_end(self, args, state, control, model=None, **kw): self.steps.append((state.global_step, model is not None))
+    teacher, tok = load_model("tiny-random", device="cpu")
+    ds = text_dataset(tok, "The quick brown fox jumps over the lazy dog. " * 40, 16).select(range(4))
+    cb = Count()
+    distill(teacher, random_model("tiny-random", seed=3), ds, tmp_path, steps=3, lr=1e-3, alpha=0.5, callbacks=[cb])
+    assert cb.steps == [(1, True), (2, True), (3, True)]

@@ -98,3 +98,15 @@ def test_console_command():
     r = subprocess.run([str(exe), "survey", "--model", "tiny-random", "--methods", "ia3,prompt"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "ia3" in r.stdout and "prompt" in r.stdout and "lora" not in r.stdout
+
+def test_plot_survey_returns_figure_and_keeps_backend():
+    import matplotlib, pandas as pd
+    from qlora_course.survey import plot_survey
+    before = matplotlib.get_backend()
+    df = pd.DataFrame(dict(share=[1.0, 0.01, 0.0001], val_loss=[0.1, 0.2, 1.5], exact_match=[0.9, 0.8, 0.0]),
+                      index=pd.Index(["full", "lora", "prompt"], name="method"))
+    fig = plot_survey(df)
+    assert matplotlib.get_backend() == before
+    assert len(fig.axes) == 2 and all(ax.get_xscale() == "log" for ax in fig.axes)
+    assert [len(ax.texts) for ax in fig.axes] == [3, 3]  # one label per method
+    assert "nats" in fig.axes[0].get_ylabel() and "%" in fig.axes[0].get_xlabel()

@@ -17,7 +17,7 @@ def tok(): return load_tokenizer("tiny-random")
 def prep(tok): return load_splits(TrainConfig.preset("tiny", system_prompt="Answer briefly."), tok)
 
 @settings(max_examples=25, deadline=None)
-@given(r=st.integers(1, 256), lr=st.floats(1e-6, 1.0), steps=st.integers(-1, 10**6), quant=st.sampled_from([None, "nf4", "int8"]),
+@given(r=st.integers(1, 256), lr=st.floats(1e-6, 1.0), steps=st.one_of(st.just(-1), st.integers(1, 10**6)), quant=st.sampled_from([None, "nf4", "int8"]),
        preset=st.sampled_from(sorted(PRESETS)), sysmsg=st.one_of(st.none(), st.text(max_size=20)))
 def test_config_yaml_roundtrip(tmp_path_factory, r, lr, steps, quant, preset, sysmsg):
     cfg = TrainConfig.preset(preset, lora_r=r, learning_rate=lr, max_steps=steps, quant=quant, system_prompt=sysmsg)
@@ -31,6 +31,36 @@ def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="mapping"): TrainConfig.from_yaml(tmp_path/"b.yaml")
     with pytest.raises(FileNotFoundError): TrainConfig.from_yaml(tmp_path/"none.yaml")
     with pytest.raises(ValueError, match="Unknown preset"): TrainConfig.preset("gpu-1gb")
+
+@pytest.mark.parametrize("text,words", [
+    ("lora_r: [8\n", "not valid YAML"), ("", "empty"), ("- 1\n- 2\n", "mapping"), ("max_steps: -5\n", "max_steps: must be positive"),
+    ("max_steps: 0\n", "max_steps"), ("learning_rate: -1e-4\n", "learning_rate"), ("learning_rate: .nan\n", "learning_rate"),
+    ("lora_r: 8.5\n", "lora_r: expected int"), ("grad_accum: 0\n", "grad_accum: must be at least 1"),
+    ("quant: 4\n", "quant"), ("report_to: wandb\n", "report_to"), ("gradient_checkpointing: 3\n", "expected bool"),
+    ("target_modules: [1, 2]\n", "target_modules"), ("model: null\n", "must be set")])
+def test_config_bad_yaml(tmp_path, text, words):
+    f = tmp_path/"bad.yaml"; f.write_text(text)
+    with pytest.raises(ValueError, match=words) as e: TrainConfig.from_yaml(f)
+    assert str(f) in str(e.value) and "\n" not in str(e.value)
+    assert main(["train", "--config", str(f), "--output-dir", str(tmp_path/"o")]) == 2 and not (tmp_path/"o").exists()
+
+def test_config_coerces_yaml_strings(tmp_path):
+    f = tmp_path/"c.yaml"; f.write_text("learning_rate: 2e-4\nmax_steps: '30'\nlora_r: 8.0\npacking: 'true'\n")
+    c = TrainConfig.from_yaml(f)
+    assert (c.learning_rate, c.max_steps, c.lora_r, c.packing) == (2e-4, 30, 8, True)
+    (tmp_path/"bin.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ValueError, match="UTF-8"): TrainConfig.from_yaml(tmp_path/"bin.yaml")
+
+def test_resume_fingerprint(tmp_path, prep, tok):
+    kw = dict(save_steps=2, max_steps=4)
+    train(TrainConfig.preset("tiny", output_dir=str(tmp_path), **kw), prep.tokenized["train"], tok=tok, callbacks=[StopAtStep(2)])
+    rec = (tmp_path/"checkpoint-2"/"course_run.json")
+    assert rec.exists()
+    with pytest.raises(ValueError, match=r"learning_rate: 0.01 -> 0.02.*new output_dir"):
+        train(TrainConfig.preset("tiny", output_dir=str(tmp_path), resume=True, learning_rate=0.02, **kw), prep.tokenized["train"], tok=tok)
+    # what only changes logging or where/how often it saves is not part of the fingerprint
+    res = train(TrainConfig.preset("tiny", output_dir=str(tmp_path), resume=True, logging_steps=2, **kw), prep.tokenized["train"], tok=tok)
+    assert res.metrics["resumed_from"].endswith("checkpoint-2") and res.metrics["steps"] == 4
 
 def test_guard_small_and_short(tmp_path, tok, prep):
     cfg = TrainConfig.preset("tiny", batch_size=8)
@@ -94,3 +124,14 @@ def test_bench_cpu_small():
     rows = [l.split() for l in r.stdout.splitlines() if l.startswith("tiny-random")]
     assert [x[1] for x in rows] == ["seed", "hf-tuned", "course"]
     assert all(float(x[6]) > 0 for x in rows) and float(rows[0][8]) == 1.0
+
+def test_report_to(tmp_path, prep, tok):
+    import importlib.util
+    cfg = TrainConfig.preset("tiny", output_dir=str(tmp_path/"tb"), max_steps=2, report_to="tensorboard")
+    if importlib.util.find_spec("tensorboard") is None:  # not a dependency: a one-line error before anything loads
+        with pytest.raises(ValueError, match="pip install tensorboard"): train(cfg, prep.tokenized["train"], tok=tok)
+        assert not (tmp_path/"tb"/"adapter").exists()
+    else:
+        train(cfg, prep.tokenized["train"], tok=tok)
+        assert list((tmp_path/"tb"/"logs").glob("events.out.tfevents.*"))
+    assert TrainConfig.preset("tiny").report_to is None  # off by default

