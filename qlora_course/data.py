@@ -17,7 +17,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 # %% ../nbs/02_data.ipynb #2bfc40b4
-from .models import load_tokenizer, data_dir, DEFAULT_MODEL
+from .models import load_tokenizer, DEFAULT_MODEL
 
 # %% ../nbs/02_data.ipynb #0184a296
 FORMATS = {  # format -> (required fields, optional fields)
@@ -522,7 +522,7 @@ class Prepared:
 
     def plot_lengths(self, path=None):
         "Histogram of token lengths per split (before truncation), with `max_len` marked; saved as PNG to `path` if given."
-        import matplotlib; import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(6, 3))
         for s in SPLITS:
             if self.stats[s]["lengths"]: ax.hist(self.stats[s]["lengths"], bins=30, alpha=0.6, label=s)

@@ -9,14 +9,14 @@ __all__ = ['KD_KINDS', 'kd_per_token', 'distill_loss', 'check_vocab', 'DistillTr
            'add_cli']
 
 # %% ../nbs/07_distill.ipynb #5ffdb01f
-import math, json, tempfile
+import math
 from pathlib import Path
 
 # %% ../nbs/07_distill.ipynb #2cc60c20
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainingArguments, AutoModelForCausalLM, default_data_collator
-from .models import load_model, data_dir, budget, count_params, perplexity
+from transformers import Trainer, TrainingArguments, default_data_collator
+from .models import load_model, data_dir, count_params
 
 # %% ../nbs/07_distill.ipynb #65563f12
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd")

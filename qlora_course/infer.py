@@ -9,7 +9,7 @@ __all__ = ['generate', 'load_with_adapter', 'compare', 'answer_loss', 'evaluate'
            'eval_main', 'add_cli']
 
 # %% ../nbs/04_infer.ipynb #c17553f4
-import csv, json, math, sys, time
+import csv, json, math, sys
 from pathlib import Path
 
 # %% ../nbs/04_infer.ipynb #c233c986

@@ -14,7 +14,7 @@ __all__ = ['ESC_BASE', 'PRECISION', 'CODECS', 'MAGIC', 'FORMAT_VERSION', 'MODES'
            'finetune_lora', 'adapter_bytes', 'zip_main', 'unzip_main', 'add_cli']
 
 # %% ../nbs/08_llmzip.ipynb #9549c1ee
-import io, os, bz2, lzma, gzip, zlib, math, time, struct, hashlib, inspect, contextlib
+import os, bz2, lzma, gzip, zlib, math, time, struct, hashlib, inspect, contextlib
 from pathlib import Path
 
 # %% ../nbs/08_llmzip.ipynb #290a9f5b
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
-from .models import load_model, get_device, full_run, budget, data_dir, DEFAULT_MODEL
+from .models import load_model, get_device, DEFAULT_MODEL
 
 # %% ../nbs/08_llmzip.ipynb #d6e8cd93
 def _bytes_to_unicode() -> dict:

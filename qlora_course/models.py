@@ -13,15 +13,14 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'detect_lora_targets', 'read_yaml_mapping', 'coerce_field', 'int_at_least', 'models_main', 'add_cli']
 
 # %% ../nbs/00_models.ipynb #808c8b71
-import os, json, logging, argparse, typing, shutil, math, time, hashlib, tempfile, importlib.metadata as md
+import os, json, logging, warnings, argparse, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
 from pathlib import Path
-from dataclasses import dataclass
 from contextlib import contextmanager
 
 # %% ../nbs/00_models.ipynb #ff2ecb49
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, AutoConfig, LlamaConfig, BitsAndBytesConfig, GenerationConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, BitsAndBytesConfig, GenerationConfig
 
 # %% ../nbs/00_models.ipynb #029f0ebd
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -285,6 +284,9 @@ def cpu_4bit_paths(model) -> dict:
 
 # %% ../nbs/00_models.ipynb #a4fbfba9
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda r: "kernels-community" not in r.getMessage())
+# PEFT (0.21) still reads transformers' old `is_gradient_checkpointing` name whenever it wraps a model; only a PEFT
+# release can change that, so this one FutureWarning is hidden too. Every other library warning stays visible.
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 # %% ../nbs/00_models.ipynb #39009158
 def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf file, or a hub id

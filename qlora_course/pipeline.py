@@ -10,7 +10,7 @@ __all__ = ['STEPS', 'STEP_FNS', 'STEP_INPUTS', 'PipelineConfig', 'StepFailed', '
            'step_compress', 'md_table', 'render_report', 'step_report', 'pipeline_main', 'add_cli']
 
 # %% ../nbs/09_pipeline.ipynb #73635bcc
-import json, time, hashlib, sys, traceback, dataclasses, shutil
+import json, time, hashlib, sys, traceback, dataclasses
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import yaml
@@ -179,7 +179,6 @@ def step_base_eval(cfg, state):
 def step_train(cfg, state):
     "QLoRA fine-tuning with the training stage, then the same evaluation as the base."
     from qlora_course.train import TrainConfig, train
-    from qlora_course.data import load_prepared
     tc = TrainConfig.preset(cfg.train_preset, model=cfg.model, quant=cfg.quant, max_steps=cfg.train_steps,
                             output_dir=str(cfg.run_dir/"train"), data=str(cfg.path(cfg.data)), system_prompt=cfg.system_prompt)
     res = train(tc)
@@ -194,8 +193,8 @@ def step_train(cfg, state):
 def step_export(cfg, state):
     "Merge the adapter, export GGUF files with a Modelfile, and verify every file against the merged model."
     from qlora_course.export import merge_adapter, export_gguf
-    merged = merge_adapter(cfg.model, state["train"]["adapter"], cfg.run_dir/"merged", dtype="fp32")
-    reps = export_gguf(merged, cfg.run_dir/"gguf", out_types=[t.lower() for t in cfg.gguf_types])
+    merged = merge_adapter(cfg.model, state["train"]["adapter"], cfg.run_dir/"merged", dtype="fp32", force=True)   # the step owns these folders: a redo replaces them
+    reps = export_gguf(merged, cfg.run_dir/"gguf", out_types=[t.lower() for t in cfg.gguf_types], force=True)
     keep = lambda r: {k: v for k, v in r.items() if isinstance(v, (int, float, str, bool)) or v is None}
     return dict(merged=str(merged), gguf=[keep(r) for r in reps], modelfile=str(cfg.run_dir/"gguf"/"Modelfile"))
 
@@ -243,7 +242,7 @@ def _zip_row(label, m):
 @step
 def step_compress(cfg, state):
     "Compress the held-out prose with the base and the fine-tuned model (arithmetic and rank coding, verified)."
-    from qlora_course.llmzip import measure, compress, decompress
+    from qlora_course.llmzip import measure
     from qlora_course.models import load_model
     text = cfg.path(cfg.text).read_text(encoding="utf-8")
     if cfg.compress_chars: text = text[:cfg.compress_chars]

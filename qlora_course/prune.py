@@ -10,14 +10,14 @@ __all__ = ['STRUCT_METHODS', 'SPARSE_METHODS', 'calibration_batches', 'weight_sc
            'prune_main', 'add_cli']
 
 # %% ../nbs/06_prune.ipynb #a2b20df2
-import math, time, random, json, tempfile
+import time
 from pathlib import Path
 
 # %% ../nbs/06_prune.ipynb #b7d798f9
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig
-from .models import load_model, load_tokenizer, data_dir, budget, count_params, model_bytes, perplexity
+from .models import load_model, data_dir, count_params, model_bytes, perplexity
 
 # %% ../nbs/06_prune.ipynb #dc17ad21
 def calibration_batches(tok, text:str|None=None, # text to cut windows from (default: data/prose/domain.txt)
@@ -107,7 +107,7 @@ def prune_structured(model, sparsity:float, # fraction of block parameters to re
     plan = prune_plan(c, sparsity, layer_share, heads_per_group)
     torch.manual_seed(seed)
     us = unit_scores(model, scores if scores is not None else weight_scores(model, method, batches))
-    L, H, K = c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads
+    H, K = c.num_attention_heads, c.num_key_value_heads
     g, hd = H // K, getattr(c, "head_dim", None) or c.hidden_size // H
     keep_layers = sorted(us["layers"].topk(plan["num_hidden_layers"]).indices.tolist())
     g_new = plan["num_attention_heads"] // K

@@ -11,7 +11,7 @@ __all__ = ['METHODS', 'METHOD_NAMES', 'LEARNING_RATES', 'IA3_TARGETS', 'IA3_FEED
            'gen_speed', 'run_method', 'survey', 'plot_survey', 'survey_main', 'add_cli']
 
 # %% ../nbs/01_survey.ipynb #1956c350
-import os, time, math, json, tempfile, random
+import time, tempfile, random
 from pathlib import Path
 
 # %% ../nbs/01_survey.ipynb #95b7ff99
@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from peft import (get_peft_model, LoraConfig, IA3Config, PromptTuningConfig, PrefixTuningConfig,
                   PromptEncoderConfig, TaskType)
 from .models import (load_model, load_tokenizer, resolve_model, count_params, model_bytes, data_dir,
-                                 detect_lora_targets, budget, full_run, get_device)
+                                 detect_lora_targets, budget)
 
 # %% ../nbs/01_survey.ipynb #40bc3dc0
 METHODS = ["full", "bitfit", "prefix", "prompt", "ptuning", "adapter", "lora", "qlora", "dora", "ia3"]

@@ -12,9 +12,9 @@ __all__ = ['REPORT_TO', 'PRESETS', 'OOM_ADVICE', 'RUN_RECORD', 'SCALE_MODELS', '
            'layer_activation_bytes', 'memory_plan', 'config_from_args', 'train_main', 'add_cli']
 
 # %% ../nbs/03_train.ipynb #cebbacd7
-import os, sys, json, math, time, shutil, typing, hashlib, importlib, importlib.util, dataclasses
+import os, sys, json, math, time, hashlib, importlib, importlib.util
 from pathlib import Path
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, asdict, fields
 
 # %% ../nbs/03_train.ipynb #b42a74ef
 import torch, yaml
@@ -23,7 +23,7 @@ from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, PeftModel
 from trl import SFTTrainer, SFTConfig
-from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field, budget, full_run
+from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field
 from .survey import plan_methods
 
 # %% ../nbs/03_train.ipynb #2ba3b6ac
@@ -199,7 +199,7 @@ class LossPlotCallback(TrainerCallback):
         if "eval_loss" in logs: self.val.append((state.global_step, logs["eval_loss"]))
         if "loss" in logs or "eval_loss" in logs: self.draw()
     def draw(self):
-        import matplotlib; import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(5, 3))
         if self.train: ax.plot(*zip(*self.train), label="train")
         if self.val: ax.plot(*zip(*self.val), "o-", label="validation")

@@ -164,7 +164,7 @@ def test_unsupported_architecture(tmp_path, capsys):
     assert "architecture 'gpt2' is not supported" in capsys.readouterr().err
 
 def test_unknown_output_type(tiny, capsys):
-    assert cli_main(["gguf", str(tiny["merged"]), "--type", "q4_k_m"]) == 2
+    assert cli_main(["gguf", str(tiny["merged"]), "--type", "iq4_xs"]) == 2
     err = capsys.readouterr().err
     assert "F32, F16, BF16, Q8_0, Q4_0" in err and "llama-quantize" in err
     assert not list(tiny["merged"].glob("*.gguf"))

@@ -15,4 +15,5 @@ if [ "$before" != "$after" ]; then
   echo "check_sync: run 'nbdev-clean && nbdev-export' and commit the result."
   exit 1
 fi
-echo "check_sync: notebooks clean, library in sync"
+"$VENV/bin/ruff" check --quiet qlora_course || { echo "check_sync: ruff found the problems above in the exported package: fix them in the notebooks"; exit 1; }
+echo "check_sync: notebooks clean, library in sync, ruff clean"
