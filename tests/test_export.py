@@ -1,6 +1,5 @@
 "Export stage: merge round trips, GGUF round trips for every output type, Modelfile template, bad inputs, CLI, llama.cpp (slow)."
 import errno, json, shutil
-from pathlib import Path
 import numpy as np, pytest, torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -232,14 +231,9 @@ def test_cli_merge_then_gguf(tiny, tmp_path, capsys):
 
 # ---------- llama.cpp itself (slow: needs llama-cpp-python, which builds from source) ----------
 @pytest.mark.slow
-def test_llama_cpp_runs_the_gguf_like_the_merged_model(tmp_path):
+def test_llama_cpp_runs_the_gguf_like_the_merged_model(tmp_path, merged_demo):
     llama_cpp = pytest.importorskip("llama_cpp")
-    ad = ex.make_demo_adapter("smollm2-135m-instruct", tmp_path/"ad", std=0.02, seed=0)
-    merged = ex.merge_adapter("smollm2-135m-instruct", ad, tmp_path/"merged", dtype="fp16")
-    tok = AutoTokenizer.from_pretrained(merged)
-    ref = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)
-    prompts = ex.heldout_prompts(3) + ["What is the capital of France?"]
-    want = ex.greedy_answers(ref, tok, prompts, max_new_tokens=24)
+    merged, tok, ref, prompts, want = merged_demo
     L_ref = ex.prompt_logits(ref, tok, prompts)
     for t in ("f16", "q8_0"):
         f = ex.write_gguf(merged, tmp_path/f"m-{t}.gguf", t)

@@ -77,10 +77,11 @@ def test_cli_eval(tmp_path, adapter, capsys):
     assert res["n"] == 4 and "base_exact_match" in res and "| fine-tuned |" in out
     assert len(list(csv.DictReader(open(tmp_path/"r.csv")))) == 4
     assert main(["eval", "--model", "tiny-random", "--adapter", str(tmp_path)]) == 2
-    assert main(["eval", "--model", "tiny-random", "--split", "dev", "--limit", "2"]) == 2
+    with pytest.raises(SystemExit) as e: main(["eval", "--model", "tiny-random", "--split", "dev", "--limit", "2"])
+    assert e.value.code == 2 and "invalid choice: 'dev'" in capsys.readouterr().err   # refused before any model loads
 
 def test_cli_chat_subprocess():
-    r = subprocess.run([str(ROOT/".venv"/"bin"/"qlora-course"), "chat", "--model", "tiny-random", "--max-new-tokens", "3"],
+    r = subprocess.run([str(Path(sys.executable).parent/"qlora-course"), "chat", "--model", "tiny-random", "--max-new-tokens", "3"],
                        input="hello\n/reset\nagain\n/quit\n", capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-1500:]
     assert r.stdout.count("> ") == 2 and "(history cleared)" in r.stdout

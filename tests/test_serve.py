@@ -1,8 +1,7 @@
 "K-quants and `qlora-course serve` through llama.cpp (llama-cpp-python, the `llama` extra): skipped without it; real-model checks are `slow`."
-import json, socket, subprocess, sys
-from pathlib import Path
-import pytest, torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+import socket
+import pytest
+from transformers import AutoTokenizer
 
 import qlora_course.export as ex
 from qlora_course.models import tiny_random_dir
@@ -73,16 +72,10 @@ def test_chat_http_without_a_server():
 
 # ---------- slow: the real model ----------
 @pytest.mark.slow
-def test_served_f16_answers_like_transformers_and_q4_k_m_exact_match(tmp_path):
+def test_served_f16_answers_like_transformers_and_q4_k_m_exact_match(tmp_path, merged_demo):
     "F16 over HTTP gives transformers' greedy answers on the check prompts; Q4_K_M's task exact match is within 10 points of transformers'."
     from qlora_course.infer import evaluate
-    from qlora_course.data import prompt_and_answer
-    ad = ex.make_demo_adapter("smollm2-135m-instruct", tmp_path/"ad", std=0.02, seed=0)
-    merged = ex.merge_adapter("smollm2-135m-instruct", ad, tmp_path/"merged", dtype="fp16")
-    tok = AutoTokenizer.from_pretrained(merged)
-    ref = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)
-    prompts = ex.heldout_prompts(3) + ["What is the capital of France?"]
-    want = ex.greedy_answers(ref, tok, prompts, max_new_tokens=24)
+    merged, tok, ref, prompts, want = merged_demo
     f16 = ex.write_gguf(merged, tmp_path/"m-F16.gguf", "f16")
     with ex.ServerProcess(f16) as s:
         got = [ex.chat_http(s.url, p, max_tokens=24).strip() for p in prompts]
