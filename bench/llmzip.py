@@ -18,7 +18,7 @@ import argparse, time
 from pathlib import Path
 import torch
 from qlora_course.models import load_model, data_dir, DEFAULT_MODEL
-from qlora_course.llmzip import (measure, print_table, targets, finetune_lora, adapter_bytes, speed_report, tradeoff,
+from qlora_course.llmzip import (measure_compression, print_table, targets, finetune_lora, adapter_bytes, speed_report, tradeoff,
                                  auto_dtype, default_threads, CONTEXT, BATCH)
 
 def main():
@@ -57,7 +57,7 @@ def main():
         for g in tradeoff(text, model, tok, threads=threads):
             print(f"{g['context']:7d} {g['batch']:5d} {g['rows']:4d} {g['bpc']:9.4f} {g['tok_s']:8.1f} {g['kb_s']:7.3f}")
     if a.table or a.finetune:
-        m = measure(text, model, tok, a.context, a.batch, progress=True, verify=False)
+        m = measure_compression(text, model, tok, a.context, a.batch, progress=True, verify=False)
         print_table(m, f"\n{Path(a.text).name}, base model")
         tg = targets(m)
         print(f"targets: arithmetic payload {100*tg['payload_over_bound']:+.2f}% vs the cross-entropy bound "
@@ -66,7 +66,7 @@ def main():
     if a.finetune:
         domain = Path(a.domain).read_text(encoding="utf-8")
         pm = finetune_lora(model, tok, domain, steps=a.finetune)
-        m2 = measure(text, pm, tok, a.context, a.batch, progress=True)
+        m2 = measure_compression(text, pm, tok, a.context, a.batch, progress=True)
         print_table(m2, f"\n{Path(a.text).name}, after {a.finetune} LoRA steps on {Path(a.domain).name}")
         ab, za = adapter_bytes(pm), m2["sizes"]["arithmetic coding"]
         print(f"top-1 share {m['top1']:.3f} -> {m2['top1']:.3f}; arithmetic bits/char "

@@ -9,7 +9,7 @@ __all__ = ['FORMATS', 'FORMAT_ALIASES', 'ROLES', 'SUFFIXES', 'TEMPLATES', 'ALPAC
            'detect_format', 'BadRecord', 'normalise', 'read_text', 'iter_raw', 'ReadReport', 'read_records',
            'prompt_and_answer', 'render_prompt', 'with_system', 'tokenize_messages', 'plot_label_mask',
            'check_label_mask', 'record_key', 'dedupe', 'split_records', 'tokenize_records', 'pack', 'Prepared',
-           'prepare', 'load_prepared', 'data_main', 'add_cli']
+           'prepare', 'load_prepared', 'data_main']
 
 # %% ../nbs/02_data.ipynb #f7ab9844
 import csv, io, json, math, random, statistics
@@ -17,7 +17,7 @@ from pathlib import Path
 from dataclasses import dataclass, field
 
 # %% ../nbs/02_data.ipynb #2bfc40b4
-from .models import load_tokenizer, DEFAULT_MODEL
+from .models import load_tokenizer, end_of_turn_ids, check_new_output, atomic_file
 
 # %% ../nbs/02_data.ipynb #0184a296
 FORMATS = {  # format -> (required fields, optional fields)
@@ -69,7 +69,15 @@ def _text(rec, key, where, fmt, required=True):
     if isinstance(v, (int, float)) and not isinstance(v, bool): v = str(v)
     if not isinstance(v, str): raise BadRecord(f"{where}: field {key!r} should be text, got {type(v).__name__}")
     if required and not v.strip(): raise BadRecord(f"{where}: field {key!r} is empty")
-    return v
+    return _whole_chars(v, where, key)
+
+def _whole_chars(s:str, where, key) -> str:
+    "`s` unless it holds a lone UTF-16 surrogate (JSON's `\\ud800` without its pair), which no tokenizer can encode."
+    bad = next((i for i, ch in enumerate(s) if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        raise BadRecord(f"{where}: field {key!r} holds an unpaired surrogate U+{ord(s[bad]):04X} "
+                        f"(a JSON escape such as \\ud800 without its partner) at character {bad}; fix or remove that escape")
+    return s
 
 def _apply_mapping(rec:dict, mapping:dict|None) -> dict:
     if not mapping: return rec
@@ -100,7 +108,7 @@ def _messages(msgs, where, mapping=None):
         if not isinstance(content, str): raise BadRecord(f"{w}: 'content' should be text, got {type(content).__name__}")
         if role == "assistant" and not content.strip(): raise BadRecord(f"{w}: the assistant's answer is empty")
         if role == "system" and j: raise BadRecord(f"{w}: a system message may only come first")
-        out.append({"role": role, "content": content})
+        out.append({"role": role, "content": _whole_chars(content, w, "content")})
     if not any(m["role"] == "assistant" for m in out):
         raise BadRecord(f"{where}: the conversation has no assistant message, so there is nothing to learn from it")
     if not any(m["role"] == "user" for m in out): raise BadRecord(f"{where}: the conversation has no user message")
@@ -133,11 +141,16 @@ def normalise(rec:dict, # one raw record
                         [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
 
 # %% ../nbs/02_data.ipynb #7a7ad209
+_BOMS = {"UTF-32": (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"), "UTF-16": (b"\xff\xfe", b"\xfe\xff")}   # UTF-32 first: its LE mark starts like UTF-16's
+
 def read_text(path) -> str:
     "The text of `path` decoded as UTF-8 (BOM removed); clear errors for a missing, empty or non-UTF-8 file."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"Data file not found: {path}")
     b = path.read_bytes()
+    bom = next((name for name, marks in _BOMS.items() if any(b.startswith(m) for m in marks)), None)
+    if bom: raise ValueError(f"{path} is {bom} text (it starts with a {bom} byte-order mark); the course reads UTF-8. Convert it, e.g. "
+                             f"`iconv -f {bom} -t UTF-8 {path.name} > fixed.{path.suffix.lstrip('.')}`.")
     try: s = b.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = b[:e.start].count(b"\n") + 1
@@ -153,15 +166,19 @@ class _Unparsed:
     "A record that could not be parsed (its reason travels with it)."
     def __init__(self, reason): self.reason = reason
 
+_TOO_DEEP = "the JSON is nested too deeply to read (lists or objects inside one another thousands of levels down); a record needs a few levels"
+
 def _jsonl_records(path, text):
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip(): continue
         try: yield f"{path}:{i}", json.loads(line)
         except json.JSONDecodeError as e:
             yield f"{path}:{i}", _Unparsed(f"{path} line {i}: malformed JSON ({e.msg} at column {e.colno}): {line.strip()[:60]!r}")
+        except RecursionError: yield f"{path}:{i}", _Unparsed(f"{path} line {i}: {_TOO_DEEP}")
 
 def _json_records(path, text):
     try: data = json.loads(text)
+    except RecursionError: raise ValueError(f"{path}: {_TOO_DEEP}") from None
     except json.JSONDecodeError as e:
         if e.msg == "Extra data" and text.lstrip().startswith("{"):  # JSON Lines saved as .json
             yield from _jsonl_records(path, text); return
@@ -287,7 +304,8 @@ ALPACA_PREAMBLE = "Below is an instruction that describes a task. Write a respon
 
 def _eot(tok) -> str:
     "The end-of-turn text of `tok` (`<|im_end|>` for ChatML models), which the answers end with."
-    return tok.eos_token or ""
+    ids = end_of_turn_ids(tok)
+    return tok.convert_ids_to_tokens(ids[0]) if ids else ""
 
 def _render(tok, messages, template="chat", gen=False) -> str:
     "Text of `messages` under `template`; with `gen` the generation prompt (the assistant's turn opening) is appended."
@@ -408,17 +426,19 @@ def _runs(labels) -> list[tuple[int, int]]:
     return runs
 
 def check_label_mask(tok, messages, template="chat") -> None:
-    "Assert that `tokenize_messages` trains on every answer token plus its end-of-turn token, and on no prompt token."
+    "Check that `tokenize_messages` trains on every answer token plus its end-of-turn token, and on no prompt token; `ValueError` if not."
     enc = tokenize_messages(tok, messages, template=template)
     ids, labels, eot = enc["input_ids"], enc["labels"], _eot(tok)
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     runs = _runs(labels)
-    assert len(runs) == len(turns), f"{len(runs)} trained spans for {len(turns)} answers"
+    def need(ok, msg):
+        if not ok: raise ValueError(f"label mask ({template} template): {msg}")
+    need(len(runs) == len(turns), f"{len(runs)} trained spans for {len(turns)} answers")
     for i, (s, e) in zip(turns, runs):
-        assert tok.decode(ids[:s]) == render_prompt(tok, messages[:i], template), f"turn {i}: training starts before or after the prompt's end"
-        assert tok.decode(ids[s:e]) == messages[i]["content"] + eot, f"turn {i}: trained {tok.decode(ids[s:e])!r}"
-        assert ids[e-1] == tok.convert_tokens_to_ids(eot), f"turn {i}: the end-of-turn token is not trained on"
-    assert all(l == i for l, i in zip(labels, ids) if l != -100), "a label differs from its input token"
+        need(tok.decode(ids[:s]) == render_prompt(tok, messages[:i], template), f"turn {i}: training starts before or after the prompt's end")
+        need(tok.decode(ids[s:e]) == messages[i]["content"] + eot, f"turn {i}: trained {tok.decode(ids[s:e])!r}")
+        need(ids[e-1] == tok.convert_tokens_to_ids(eot), f"turn {i}: the end-of-turn token is not trained on")
+    need(all(l == i for l, i in zip(labels, ids) if l != -100), "a label differs from its input token")
 
 # %% ../nbs/02_data.ipynb #4f6fcfb8
 SPLITS = ("train", "validation", "test")
@@ -438,7 +458,7 @@ def dedupe(records:list) -> tuple[list, int]:
 def split_records(records:list, ratios=(0.8, 0.1, 0.1), seed:int=42) -> dict:
     "A deterministic train / validation / test split of `records` by `ratios` and `seed` (duplicates must be removed first)."
     ratios = [float(r) for r in ratios]
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+    if len(ratios) != 3 or not all(math.isfinite(r) and r >= 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
         raise ValueError(f"ratios must be three non-negative numbers (train, validation, test) summing to 1, got {ratios}")
     n = len(records)
     n_val, n_test = int(n * ratios[1] + 0.5), int(n * ratios[2] + 0.5)
@@ -535,13 +555,14 @@ class Prepared:
     def save(self, out_dir) -> Path:
         "Write `train.jsonl`, `validation.jsonl`, `test.jsonl` (normalised records), `prepared.json` and `lengths.png` to `out_dir`."
         out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-        for s in SPLITS:
-            with open(out/f"{s}.jsonl", "w", encoding="utf-8") as f:
+        for s in SPLITS:   # each file through a temporary name: an error or Ctrl-C never leaves half a split
+            with atomic_file(out/f"{s}.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
                 for r in self.splits[s]: f.write(json.dumps(r, ensure_ascii=False) + "\n")
         meta = dict(config=self.config, report=self.report.to_dict(), duplicates=self.duplicates,
                     stats={s: {k: v for k, v in st.items() if k != "lengths"} for s, st in self.stats.items()})
-        (out/"prepared.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
-        self.plot_lengths(out/"lengths.png")
+        with atomic_file(out/"lengths.png", ".png") as tmp: self.plot_lengths(tmp)
+        with atomic_file(out/"prepared.json") as tmp:   # last: it marks a finished folder
+            tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
         return out
 
 # %% ../nbs/02_data.ipynb #2247acad
@@ -570,6 +591,8 @@ def prepare(src, # a file, folder, list of dicts or `datasets.Dataset`
            ) -> Prepared:
     "Read, normalise, de-duplicate, split, tokenize (answers-only labels), truncate and optionally pack `src`."
     if template not in TEMPLATES: raise ValueError(f"Unknown template {template!r}; use one of {', '.join(TEMPLATES)}")
+    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+        raise ValueError(f"max_len must be a whole number of tokens, at least 1 (or None / --max-len 0: no limit), got {max_len!r}")
     if packing and not max_len: raise ValueError("packing needs max_len: the length of the rows examples are packed into")
     tok = tok or load_tokenizer()
     records, report = read_records(src, fmt, mapping, strict)
@@ -599,6 +622,7 @@ def load_prepared(out_dir, tok=None) -> Prepared:
 # %% ../nbs/02_data.ipynb #67a2008e
 def data_main(args):
     "`qlora-course data`: prepare INPUT and write the three splits, the settings and the length histogram to --out."
+    check_new_output(args.out, getattr(args, "force", False), folder=True)   # before any work
     try: mapping = json.loads(args.mapping) if args.mapping else None
     except json.JSONDecodeError as e: raise ValueError(f"--mapping is not valid JSON ({e.msg}): {args.mapping!r}; "
                                                        "write it like '{\"instruction\": \"query\"}'") from None
@@ -609,19 +633,3 @@ def data_main(args):
     out = prep.save(args.out)
     print(prep.summary())
     print(f"wrote {', '.join(f'{s}.jsonl' for s in SPLITS)}, prepared.json, lengths.png to {out}")
-
-def add_cli(sub):
-    "Register the `data` subcommand on argparse subparsers `sub`."
-    p = sub.add_parser("data", help="read a data file or folder, split, tokenize and save train/validation/test JSONL")
-    p.add_argument("input", help="a .json/.jsonl/.csv/.parquet file or a folder of them")
-    p.add_argument("--format", default=None, help=f"one of {', '.join(FORMATS)} (aliases: {', '.join(FORMAT_ALIASES)}); default: detect")
-    p.add_argument("--mapping", default=None, help='JSON object: canonical field -> your field, e.g. \'{"instruction": "query"}\'')
-    p.add_argument("--ratios", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "VAL", "TEST"))
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--max-len", type=int, default=512, help="cut examples to this many tokens (0: no limit)")
-    p.add_argument("--template", default="chat", choices=TEMPLATES)
-    p.add_argument("--model", default=DEFAULT_MODEL, help="whose tokenizer (and chat template) to use")
-    p.add_argument("--packing", action="store_true", help="pack the training split into rows of max-len tokens")
-    p.add_argument("--lenient", action="store_true", help="skip bad records (each is reported) instead of stopping")
-    p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=data_main)

@@ -6,14 +6,16 @@ Docs: https://qlora-course.github.io/qlora-course/models.html.md"""
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN_MODELS', 'HUB_ALIASES', 'LORA_TARGETS',
-           'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'find_embedded_gguf', 'check_gguf',
-           'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model', 'tiny_random_dir', 'get_device',
-           'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'cpu_4bit_paths', 'load_model',
-           'chat_once', 'count_params', 'model_bytes', 'perplexity', 'fused_cpu_4bit', 'linear_names',
-           'detect_lora_targets', 'read_yaml_mapping', 'coerce_field', 'int_at_least', 'models_main', 'add_cli']
+           'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'find_embedded_gguf', 'require_gguf',
+           'check_gguf', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model', 'tiny_random_dir',
+           'get_device', 'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'cpu_4bit_paths',
+           'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params', 'model_bytes', 'pad_batch',
+           'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'linear_names', 'detect_lora_targets', 'head_dim',
+           'check_new_output', 'atomic_file', 'write_atomic', 'gen_speed', 'token_windows', 'read_yaml_mapping',
+           'coerce_field', 'int_at_least', 'models_main']
 
 # %% ../nbs/00_models.ipynb #808c8b71
-import os, json, logging, warnings, argparse, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
+import os, errno, time, json, logging, warnings, argparse, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
 from pathlib import Path
 from contextlib import contextmanager
 
@@ -62,15 +64,21 @@ def find_embedded_gguf(package:str=EMBEDDED_PACKAGE) -> Path:
     return Path(dist.locate_file(ggufs[0])).resolve()
 
 # %% ../nbs/00_models.ipynb #e551401c
+def require_gguf(path, # the file that should be a GGUF model
+                 hint:str="", # what to do instead, appended to the "not a GGUF file" error
+                ) -> Path:
+    "`path` as a `Path` if it is an existing file that starts with GGUF's magic bytes, else a one-line error saying what it is."
+    path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder, not a GGUF file")
+    if not path.is_file(): raise FileNotFoundError(f"GGUF file not found: {path}")
+    with open(path, "rb") as f: magic = f.read(4)
+    if magic != b"GGUF": raise ValueError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'){'. ' + hint if hint else ''}")
+    return path
+
 def check_gguf(path) -> dict:
     "Read the header and metadata of GGUF file `path`; raise a clear `ValueError` if it is corrupt or truncated."
     import gguf
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"GGUF file not found: {path}")
-    with open(path, "rb") as f: magic = f.read(4)
-    if magic != b"GGUF":
-        raise ValueError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'). "
-                         "Point load_model at a .gguf file, a Hugging Face folder, or a known model name.")
+    path = require_gguf(path, "Point load_model at a .gguf file, a Hugging Face folder, or a known model name.")
     try:
         r = gguf.GGUFReader(str(path))
         info = {"architecture": str(r.fields["general.architecture"].contents()), "tensors": len(r.tensors)}
@@ -204,7 +212,15 @@ HUB_ALIASES = {  # convenient names for users with internet (Colab); not used by
     "llama-3.2-1b-instruct": "meta-llama/Llama-3.2-1B-Instruct",
 }
 
+_GGUF_DIRS = {}   # (path, size, mtime) -> cache folder: a .gguf file is checked and hashed once per process
+
 def _gguf_cache_dir(path:Path) -> Path:
+    "The cache folder of GGUF file `path`, named by its content hash (checked and hashed once per process while the file is unchanged)."
+    st = path.stat(); key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _GGUF_DIRS: check_gguf(path); _GGUF_DIRS[key] = _hash_dir(path)
+    return _GGUF_DIRS[key]
+
+def _hash_dir(path:Path) -> Path:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""): h.update(block)
@@ -218,8 +234,7 @@ def resolve_model(name_or_path=DEFAULT_MODEL) -> tuple[str, str]:
     if s in HUB_ALIASES: return "hub", HUB_ALIASES[s]
     p = Path(s).expanduser()
     if p.suffix.lower() == ".gguf":
-        check_gguf(p)
-        out = _gguf_cache_dir(p)
+        out = _gguf_cache_dir(require_gguf(p, "Point load_model at a .gguf file, a Hugging Face folder, or a known model name."))
         if not (out/"config.json").exists(): gguf_to_hf(p, out)
         return "folder", str(out)
     if p.is_dir():
@@ -305,7 +320,7 @@ def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf 
         if device.type == "mps": raise ValueError("bitsandbytes quantization does not run on Apple MPS; use quant=None there")
         kw.update(quantization_config=qc, device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"})
     try:
-        tok = load_tokenizer(name_or_path)
+        tok = load_tokenizer(where)   # already resolved: a .gguf file is not checked and hashed twice
         with _no_progress_bars(kind == "folder"): model = AutoModelForCausalLM.from_pretrained(where, **kw)
     except OSError as e:
         if kind == "hub": raise _hub_error(where, e) from None
@@ -316,14 +331,55 @@ def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf 
     return model, tok
 
 # %% ../nbs/00_models.ipynb #5999e099
+def end_of_turn_ids(tok) -> list[int]:
+    "Token ids that end an assistant turn: the chat template's end-of-turn token (if any) and the tokenizer's eos."
+    ids, vocab = [], tok.get_vocab()
+    for t in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", tok.eos_token):
+        i = vocab.get(t) if t else None
+        if i is not None and i not in ids: ids.append(i)
+    return ids
+
+def _as_messages(p, system=None) -> list:
+    "Prompt `p` (a string: one user message; or a message list) as messages, with `system` first unless it has one."
+    msgs = [{"role": "user", "content": p}] if isinstance(p, str) else list(p)
+    if system and not any(m["role"] == "system" for m in msgs): msgs = [{"role": "system", "content": system}] + msgs
+    return msgs
+
+def _prompt_text(tok, msgs) -> str:
+    if not getattr(tok, "chat_template", None): raise ValueError(f"{type(tok).__name__} has no chat template; generation needs one")
+    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
 @torch.no_grad()
+def generate(model, tok, prompts:list, # message lists, or strings (one user message each)
+             max_new_tokens:int=64, min_new_tokens:int=0, # min_new_tokens: generate at least this many (speed runs)
+             do_sample:bool=False, temperature:float=1.0, top_p:float=1.0, top_k:int=50,
+             repetition_penalty:float=1.0, batch_size:int=16, system:str|None=None, # system message for prompts without one
+             stream:bool=False, # print tokens as they come (one prompt at a time)
+             seed:int|None=None) -> list[str]:
+    "The model's answers to `prompts`, generated in left-padded batches and stopped at the end-of-turn token."
+    from transformers import TextStreamer
+    if isinstance(prompts, (str, dict)) or (prompts and isinstance(prompts[0], dict)): prompts = [prompts]
+    texts = [_prompt_text(tok, _as_messages(p, system)) for p in prompts]
+    if seed is not None: torch.manual_seed(seed)
+    kw = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None, do_sample=do_sample,
+              repetition_penalty=repetition_penalty, eos_token_id=end_of_turn_ids(tok), pad_token_id=tok.pad_token_id)
+    if do_sample: kw.update(temperature=temperature, top_p=top_p, top_k=top_k)
+    dev, out, side = next(model.parameters()).device, [], tok.padding_side
+    tok.padding_side = "left"
+    try:
+        bs = 1 if stream else batch_size
+        for i in range(0, len(texts), bs):
+            enc = tok(texts[i:i+bs], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+            streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True) if stream else None
+            g = model.generate(**enc, **kw, streamer=streamer)
+            out += [tok.decode(r[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for r in g]
+    finally: tok.padding_side = side
+    return out
+
 def chat_once(model, tok, prompt:str, # the user's message
               max_new_tokens:int=64, system:str|None=None) -> str:
-    "Greedy answer of `model` to one user message, using the tokenizer's chat template."
-    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True).to(model.device)
-    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    "Greedy answer of `model` to one user message: `generate` for a single prompt."
+    return generate(model, tok, [prompt], max_new_tokens=max_new_tokens, system=system)[0]
 
 # %% ../nbs/00_models.ipynb #34ed3847
 def _numel(p) -> int:
@@ -351,6 +407,33 @@ def model_bytes(model) -> int:
     return n
 
 # %% ../nbs/00_models.ipynb #b84de2de
+def pad_batch(rows:list, # dicts with `input_ids`, and optionally `labels` and `attention_mask`
+              pad_id:int) -> dict:
+    "Right-pad tokenized rows into tensors: inputs with `pad_id`, attention with 0, labels with -100 (labels default to the inputs)."
+    L = max(len(r["input_ids"]) for r in rows)
+    def pad(k, v, default): return torch.tensor([list(r[k] if k in r else default(r)) + [v] * (L - len(r["input_ids"])) for r in rows])
+    return dict(input_ids=pad("input_ids", pad_id, None), attention_mask=pad("attention_mask", 0, lambda r: [1] * len(r["input_ids"])),
+                labels=pad("labels", -100, lambda r: r["input_ids"]))
+
+def token_loss(model, batch:dict) -> tuple[float, int]:
+    "Summed next-token cross-entropy (nats) of `model` over the labelled positions of `batch`, and how many there are."
+    dev = next(model.parameters()).device
+    logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev)).logits
+    logits = logits[:, -batch["labels"].shape[1]:, :].float()   # prompt-learning models prepend virtual tokens: keep the text's
+    tgt = batch["labels"][:, 1:].to(dev)
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), tgt, ignore_index=-100, reduction="sum")
+    return nll.item(), int((tgt != -100).sum())
+
+@torch.no_grad()
+def mean_loss(model, rows:list, pad_id:int, batch_size:int=16) -> tuple[float, int]:
+    "Mean cross-entropy (nats/token) of `model` over the labelled tokens of tokenized `rows`, and how many tokens that is."
+    total, n = 0.0, 0
+    for i in range(0, len(rows), batch_size):
+        s, k = token_loss(model, pad_batch(rows[i:i+batch_size], pad_id)); total += s; n += k
+    if n == 0: raise ValueError("no labelled tokens to score: every label is -100")
+    return total / n, n
+
+# %% ../nbs/00_models.ipynb #76085ae1
 @torch.no_grad()
 def perplexity(model, tok, text:str, # the text to score
                ctx:int=512, # window length in tokens (each window starts fresh)
@@ -359,22 +442,10 @@ def perplexity(model, tok, text:str, # the text to score
     ids = tok(text, add_special_tokens=False)["input_ids"]
     if max_tokens: ids = ids[:max_tokens]
     if len(ids) < 2: raise ValueError("perplexity needs a text of at least two tokens")
-    wins = [ids[i:i+ctx] for i in range(0, len(ids), ctx)]
-    wins = [w for w in wins if len(w) > 1]
-    total, count = 0.0, 0
-    dev = next(model.parameters()).device
-    for i in range(0, len(wins), batch_size):
-        b = wins[i:i+batch_size]; L = max(map(len, b))
-        x = torch.full((len(b), L), tok.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros_like(x)
-        for j, w in enumerate(b): x[j, :len(w)] = torch.tensor(w); mask[j, :len(w)] = 1
-        x, mask = x.to(dev), mask.to(dev)
-        logits = model(input_ids=x, attention_mask=mask).logits[:, :-1].float()
-        tgt, m = x[:, 1:], mask[:, 1:].bool()
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt, reduction="none")
-        total += nll[m].sum().item(); count += int(m.sum())
+    wins = [dict(input_ids=ids[i:i+ctx]) for i in range(0, len(ids), ctx) if len(ids[i:i+ctx]) > 1]
+    loss, count = mean_loss(model, wins, tok.pad_token_id or 0, batch_size)
     nchars = len(tok.decode(ids))
-    return dict(ppl=math.exp(total/count), loss=total/count, tokens=count, bpc=total/math.log(2)/nchars)
+    return dict(ppl=math.exp(loss), loss=loss, tokens=count, bpc=loss * count / math.log(2) / nchars)
 
 # %% ../nbs/00_models.ipynb #e33bf8c2
 def _unpack_fused(B, qs) -> torch.Tensor:
@@ -432,6 +503,70 @@ def detect_lora_targets(model, which:str="all-linear") -> list[str]:
     if which == "attention": targets = [t for t in targets if t in ATTENTION_ONLY]
     if not targets: raise ValueError(f"No LoRA targets found in {type(model).__name__}; its linear layers are {sorted(present)}")
     return targets
+
+# %% ../nbs/00_models.ipynb #6ee2fa1b
+def head_dim(cfg) -> int:
+    "Width of one attention head in model config `cfg`: its `head_dim` if it states one, else hidden size / heads."
+    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+# %% ../nbs/00_models.ipynb #cc2a174d
+def check_new_output(path, # the file or folder a command is about to write
+                     force:bool=False, # allow replacing it
+                     folder:bool=False, # `path` is a folder (else a file)
+                    ) -> Path:
+    "Refuse to write over an existing file, or into a non-empty folder, `path` unless `force`; returns `path`."
+    p = Path(path)
+    if folder and p.exists() and not p.is_dir(): raise FileExistsError(f"{p} exists and is a file, not a folder: choose another output folder")
+    if not folder and p.is_dir(): raise IsADirectoryError(f"{p} is a folder: give the path of the file to write")
+    if not folder and not p.parent.is_dir(): raise FileNotFoundError(f"{p.parent} does not exist: create it first, or write {p.name} elsewhere")
+    if not force and (p.is_dir() and any(p.iterdir()) if folder else p.exists()):
+        raise FileExistsError(f"{p} {'is a folder that is not empty' if folder else 'already exists'}; choose another output, "
+                              "or pass --force to replace what this command writes there (nothing else is touched)")
+    return p
+
+@contextmanager
+def atomic_file(out, # the file to write in the end
+                suffix:str=".partial"):
+    "Yield a new temporary file beside `out`; rename it onto `out` if the block finishes, delete it if it raises (Ctrl-C included)."
+    out = Path(out)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix); os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    except OSError as e:
+        if e.errno == errno.ENOSPC: raise OSError(errno.ENOSPC, f"The disk filled up while writing {out} ({e.strerror}); the partial "
+                                                  "output was removed. Free some space or choose another output location.") from None
+        raise
+    finally: tmp.unlink(missing_ok=True)
+
+def write_atomic(path, data:bytes|str, force:bool=False) -> Path:
+    "Write `data` (bytes, or text as UTF-8) to `path` through `atomic_file`, refusing to replace an existing file unless `force`."
+    p = check_new_output(path, force)
+    with atomic_file(p) as tmp:
+        if isinstance(data, str): tmp.write_text(data, encoding="utf-8")
+        else: tmp.write_bytes(data)
+    return p
+
+# %% ../nbs/00_models.ipynb #8e3b330a
+def gen_speed(model, tok, prompts:list, # prompts as `generate` takes them, run as one batch
+              new_tokens:int=32) -> float:
+    "Greedy generation speed of `model` in tokens/s: one warm-up, then `new_tokens` new tokens for every prompt, as one batch."
+    generate(model, tok, prompts[:1], max_new_tokens=2)
+    t = time.perf_counter()
+    generate(model, tok, prompts, max_new_tokens=new_tokens, min_new_tokens=new_tokens, batch_size=len(prompts))
+    return len(prompts) * new_tokens / (time.perf_counter() - t)
+
+# %% ../nbs/00_models.ipynb #7360154e
+def token_windows(tok, text:str, seq_len:int=128):
+    "A `datasets.Dataset` of the consecutive `seq_len`-token windows of `text`, every position a label (a shorter tail is dropped)."
+    from datasets import Dataset
+    if seq_len < 2: raise ValueError(f"seq_len must be at least 2 tokens, got {seq_len}")
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    n = len(ids) // seq_len
+    if n == 0: raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {seq_len}; give a longer text or a smaller seq_len")
+    rows = [ids[i*seq_len:(i+1)*seq_len] for i in range(n)]
+    return Dataset.from_dict(dict(input_ids=rows, attention_mask=[[1]*seq_len]*n, labels=rows))
 
 # %% ../nbs/00_models.ipynb #e970f4e2
 def read_yaml_mapping(path, # a YAML file holding a mapping of config fields
@@ -496,9 +631,3 @@ def models_main(args):
     print("hub aliases (need internet):")
     for name, hub in HUB_ALIASES.items(): print(f"  {name:24s} {hub}")
     print("also accepted: a Hugging Face folder, a .gguf file, or any hub id 'owner/name'")
-
-def add_cli(sub):
-    "Register the `models` subcommand on argparse subparsers `sub`."
-    p = sub.add_parser("models", help="list the known models and the cache location")
-    p.add_argument("--prepare", action="store_true", help="convert the embedded model into the cache now")
-    p.set_defaults(func=models_main)

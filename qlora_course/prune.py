@@ -6,18 +6,19 @@ Docs: https://qlora-course.github.io/qlora-course/prune.html.md"""
 
 # %% auto #0
 __all__ = ['STRUCT_METHODS', 'SPARSE_METHODS', 'calibration_batches', 'weight_scores', 'unit_scores', 'prune_plan',
-           'prune_structured', 'input_norms', 'sparsity_mask', 'prune_unstructured', 'measure', 'gen_speed',
-           'prune_main', 'add_cli']
+           'prune_structured', 'input_norms', 'sparsity_mask', 'prune_unstructured', 'measure_model', 'parse_nm',
+           'read_text_file', 'save_model_folder', 'prune_main']
 
 # %% ../nbs/06_prune.ipynb #a2b20df2
-import time
+import os, shutil, tempfile
 from pathlib import Path
 
 # %% ../nbs/06_prune.ipynb #b7d798f9
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig
-from .models import load_model, data_dir, count_params, model_bytes, perplexity
+from .models import (load_model, data_dir, count_params, model_bytes, perplexity, head_dim,
+                                 check_new_output)
 
 # %% ../nbs/06_prune.ipynb #dc17ad21
 def calibration_batches(tok, text:str|None=None, # text to cut windows from (default: data/prose/domain.txt)
@@ -60,7 +61,7 @@ def weight_scores(model, method:str="l2", # "l2", "taylor" or "random"
 # %% ../nbs/06_prune.ipynb #2a5fa027
 def unit_scores(model, ws:dict) -> dict:
     "Per-layer head scores (L, n_heads), channel scores (L, intermediate) and layer scores (L,) from per-weight scores `ws`."
-    c = model.config; hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    c = model.config; hd = head_dim(c)
     heads, chans, layers = [], [], []
     for i in range(c.num_hidden_layers):
         p = f"model.layers.{i}."
@@ -72,7 +73,8 @@ def unit_scores(model, ws:dict) -> dict:
 
 # %% ../nbs/06_prune.ipynb #0226fa53
 def _block_params(c, n_heads, inter):
-    hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    "Parameters of one block of config `c` with `n_heads` query heads and MLP width `inter` (norms left out)."
+    hd = head_dim(c)
     return 2*c.hidden_size*n_heads*hd + 2*c.hidden_size*c.num_key_value_heads*hd + 3*c.hidden_size*inter
 
 def prune_plan(config, sparsity:float, # fraction of block parameters to remove, in [0, 1)
@@ -108,7 +110,7 @@ def prune_structured(model, sparsity:float, # fraction of block parameters to re
     torch.manual_seed(seed)
     us = unit_scores(model, scores if scores is not None else weight_scores(model, method, batches))
     H, K = c.num_attention_heads, c.num_key_value_heads
-    g, hd = H // K, getattr(c, "head_dim", None) or c.hidden_size // H
+    g, hd = H // K, head_dim(c)
     keep_layers = sorted(us["layers"].topk(plan["num_hidden_layers"]).indices.tolist())
     g_new = plan["num_attention_heads"] // K
     sd, new = model.state_dict(), {}
@@ -197,9 +199,9 @@ def prune_unstructured(model, method:str="wanda", # "magnitude" or "wanda"
     return dict(method=method, sparsity=zeros / total, nm=nm, zeros=zeros, weights=total)
 
 # %% ../nbs/06_prune.ipynb #9b0388ba
-def measure(model, tok, text:str, eval_tokens:int|None=None, ctx:int=512,
-            records:list|None=None, # task records: also report their exact match (greedy, as the inference stage scores it)
-           ) -> dict:
+def measure_model(model, tok, text:str, eval_tokens:int|None=None, ctx:int=512,
+                  records:list|None=None, # task records: also report their exact match (greedy, as the inference stage scores it)
+                 ) -> dict:
     "Held-out perplexity of `model` on the first `eval_tokens` tokens of `text`, parameter count and bytes, and exact match on `records`."
     r = perplexity(model, tok, text, ctx=ctx, max_tokens=eval_tokens)
     res = dict(ppl=round(r["ppl"], 2), params_M=round(count_params(model)/1e6, 2), MiB=round(model_bytes(model)/2**20, 1))
@@ -208,47 +210,58 @@ def measure(model, tok, text:str, eval_tokens:int|None=None, ctx:int=512,
         res["exact_match"] = round(evaluate(model, tok, records, with_loss=False)["exact_match"], 3)
     return res
 
-@torch.no_grad()
-def gen_speed(model, tok, prompt:str="The history of the city begins", new_tokens:int=32) -> float:
-    "Greedy CPU generation speed of `model` in tokens/s (batch 1, `new_tokens` new tokens, one warm-up run)."
-    enc = tok(prompt, return_tensors="pt")
-    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-    model.generate(**enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
-    t = time.perf_counter(); model.generate(**enc, **kw)
-    return new_tokens / (time.perf_counter() - t)
+# %% ../nbs/06_prune.ipynb #a6f414c9
+def parse_nm(s:str) -> tuple[int, int]:
+    "The (N, M) of an N:M sparsity pattern such as '2:4', or a ValueError naming `--nm`."
+    parts = s.split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts): raise ValueError(f"--nm must look like N:M, e.g. 2:4, got {s!r}")
+    n, m = int(parts[0]), int(parts[1])
+    if not 0 < n <= m: raise ValueError(f"--nm needs 0 < N <= M, got {s!r}")
+    return n, m
+
+def read_text_file(path) -> str:
+    "The text of UTF-8 file `path`, or a one-line error naming the file (for UTF-16 text, saying how to convert it)."
+    p = Path(path)
+    if p.is_dir(): raise IsADirectoryError(f"{p} is a folder, not a text file")
+    if not p.is_file(): raise FileNotFoundError(f"text file not found: {p}")
+    data = p.read_bytes()
+    try: return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise ValueError(f"{p} is UTF-16 text, not UTF-8; convert it with: iconv -f UTF-16 -t UTF-8 {p} > {p.stem}.utf8{p.suffix}") from None
+        raise ValueError(f"{p} is not UTF-8 text (byte {e.start} cannot be decoded); give a UTF-8 text file") from None
+
+def save_model_folder(model, tok, out, # the folder to write: new or empty, or one the caller allowed with `check_new_output(force=True)`
+                     ) -> Path:
+    "Save `model` and `tok` into folder `out` through a temporary folder beside it, moved in only when complete, so no half-written model is left."
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True); tok.save_pretrained(tmp)
+        if not out.exists(): tmp.rename(out)
+        else:   # replace only the files written here; config.json last, since it is what marks a model folder
+            for f in sorted(tmp.iterdir(), key=lambda f: f.name == "config.json"): os.replace(f, out/f.name)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 # %% ../nbs/06_prune.ipynb #25b18d97
 def prune_main(args):
-    "`qlora-course prune`: prune a model (structured or unstructured) and save it with its tokenizer."
-    structured = args.method in STRUCT_METHODS
+    "`qlora-course prune`: prune a model (structured or unstructured) and save it with its tokenizer; every option is checked before the model loads."
     if args.method not in STRUCT_METHODS + SPARSE_METHODS:
         raise ValueError(f"Unknown pruning method {args.method!r}; use one of {STRUCT_METHODS + SPARSE_METHODS}")
-    nm = None
-    if args.nm:
-        try: nm = tuple(int(v) for v in args.nm.split(":")); assert len(nm) == 2
-        except Exception: raise ValueError(f"--nm must look like 2:4, got {args.nm!r}") from None
-        if structured: raise ValueError("--nm applies to magnitude/wanda, not to structured methods")
+    structured = args.method in STRUCT_METHODS
+    nm = parse_nm(args.nm) if args.nm else None
+    if nm and structured: raise ValueError("--nm applies to magnitude/wanda, not to structured methods")
     if not 0 <= args.sparsity < 1: raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
+    out = check_new_output(args.out, getattr(args, "force", False), folder=True)
+    calib = read_text_file(args.calib) if args.calib else None
     model, tok = load_model(args.model, device="cpu")
-    cal = calibration_batches(tok, Path(args.calib).read_text(encoding="utf-8") if args.calib else None,
-                              n_batches=args.calib_batches, batch_size=2, seq_len=128) if args.method in ("taylor", "wanda") else None
+    cal = calibration_batches(tok, calib, n_batches=args.calib_batches, batch_size=2, seq_len=128) if args.method in ("taylor", "wanda") else None
     before = count_params(model)
     if structured: model = prune_structured(model, args.sparsity, args.method, batches=cal)
     else: info = prune_unstructured(model, args.method, args.sparsity, nm=nm, batches=cal)
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out); tok.save_pretrained(out)
+    save_model_folder(model, tok, out)
     msg = (f"{before/1e6:.1f}M -> {count_params(model)/1e6:.1f}M parameters" if structured
            else f"{info['sparsity']:.1%} of block weights are zero")
-    print(f"pruned with {args.method}: {msg}; saved to {out}")
-
-def add_cli(sub):
-    "Register the `prune` subcommand on argparse subparsers `sub`."
-    p = sub.add_parser("prune", help="prune a model: structured (l2/taylor/random) or unstructured (magnitude/wanda, N:M)")
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--method", default="taylor", help="l2, taylor, random (structured); magnitude, wanda (unstructured)")
-    p.add_argument("--sparsity", type=float, default=0.25, help="fraction to remove, in [0, 1)")
-    p.add_argument("--nm", default=None, help="N:M pattern for magnitude/wanda, e.g. 2:4")
-    p.add_argument("--calib", default=None, help="text file for calibration (default data/prose/domain.txt)")
-    p.add_argument("--calib-batches", type=int, default=4)
-    p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=prune_main)
+    print(f"pruned with {args.method}: {msg}; saved to {args.out}")

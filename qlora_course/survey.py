@@ -7,8 +7,8 @@ Docs: https://qlora-course.github.io/qlora-course/survey.html.md"""
 # %% auto #0
 __all__ = ['METHODS', 'METHOD_NAMES', 'LEARNING_RATES', 'IA3_TARGETS', 'IA3_FEEDFORWARD', 'MERGEABLE', 'block_linears',
            'add_biases', 'Bottleneck', 'add_adapters', 'method_config', 'build_method', 'plan_methods', 'meta_model',
-           'date_task', 'collate', 'train_steps', 'heldout_loss', 'greedy', 'exact_match', 'disk_bytes', 'train_memory',
-           'gen_speed', 'run_method', 'survey', 'plot_survey', 'survey_main', 'add_cli']
+           'date_task', 'train_steps', 'disk_bytes', 'train_memory', 'method_speed', 'run_method', 'survey',
+           'plot_survey', 'survey_main']
 
 # %% ../nbs/01_survey.ipynb #1956c350
 import time, tempfile, random
@@ -20,8 +20,8 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 from peft import (get_peft_model, LoraConfig, IA3Config, PromptTuningConfig, PrefixTuningConfig,
                   PromptEncoderConfig, TaskType)
-from .models import (load_model, load_tokenizer, resolve_model, count_params, model_bytes, data_dir,
-                                 detect_lora_targets, budget)
+from .models import (DEFAULT_MODEL, load_model, load_tokenizer, resolve_model, count_params, model_bytes, data_dir,
+                                 detect_lora_targets, budget, pad_batch, mean_loss, gen_speed, head_dim)
 
 # %% ../nbs/01_survey.ipynb #40bc3dc0
 METHODS = ["full", "bitfit", "prefix", "prompt", "ptuning", "adapter", "lora", "qlora", "dora", "ia3"]
@@ -122,8 +122,8 @@ def build_method(model, method:str, # one of `METHODS`
 
 # %% ../nbs/01_survey.ipynb #3c54e0d6
 def _kv_dim(cfg) -> int:
-    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    return hd * getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
+    "Width of the keys (or values) of one layer: `head_dim` times the key/value heads."
+    return head_dim(cfg) * getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
 
 def plan_methods(model, methods=None, r:int=8, n_virtual:int=16, encoder_hidden:int=128, bottleneck:int=16,
                  targets=None, show:bool=True) -> list:
@@ -159,7 +159,7 @@ def plan_methods(model, methods=None, r:int=8, n_virtual:int=16, encoder_hidden:
     return out
 
 # %% ../nbs/01_survey.ipynb #25b545d9
-def meta_model(name_or_path="smollm2-135m-instruct"):
+def meta_model(name_or_path=DEFAULT_MODEL):
     "The model `name_or_path` built from its config on the meta device: the right shapes, no weights, no memory."
     kind, where = resolve_model(name_or_path)
     cfg = AutoConfig.from_pretrained(where)
@@ -170,12 +170,6 @@ def date_task(tok, max_len:int=128, seed:int=42):
     "The course's checkable task (data/dates.jsonl), prepared by `qlora_course.data.prepare`: splits and tokenized splits."
     from qlora_course.data import prepare
     return prepare(data_dir()/"dates.jsonl", tok, max_len=max_len, seed=seed)
-
-def collate(examples:list, pad_id:int) -> dict:
-    "Right-pad tokenized examples into a batch (labels padded with -100)."
-    L = max(len(e["input_ids"]) for e in examples)
-    def pad(k, v): return torch.tensor([list(e[k]) + [v] * (L - len(e[k])) for e in examples])
-    return dict(input_ids=pad("input_ids", pad_id), attention_mask=pad("attention_mask", 0), labels=pad("labels", -100))
 
 # %% ../nbs/01_survey.ipynb #b2285749
 def train_steps(model, ds, steps:int=10, lr:float=1e-3, batch_size:int=8, seed:int=0, pad_id:int=2) -> dict:
@@ -189,52 +183,13 @@ def train_steps(model, ds, steps:int=10, lr:float=1e-3, batch_size:int=8, seed:i
     model.train(); losses, times = [], []
     for s in range(steps):
         idx = [order[(s * batch_size + i) % len(order)] for i in range(batch_size)]
-        b = {k: v.to(dev) for k, v in collate([ds[i] for i in idx], pad_id).items()}
+        b = {k: v.to(dev) for k, v in pad_batch([ds[i] for i in idx], pad_id).items()}
         t = time.perf_counter()
         loss = model(**b).loss
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t); losses.append(loss.item())
     model.eval()
     return dict(losses=losses, step_s=sum(times[1:]) / max(1, len(times) - 1) if steps > 1 else times[0])
-
-# %% ../nbs/01_survey.ipynb #67399104
-@torch.no_grad()
-def heldout_loss(model, ds, batch_size:int=16, pad_id:int=2) -> float:
-    "Mean loss per answer token of `model` on tokenized `ds`."
-    dev = next(model.parameters()).device
-    total, n = 0.0, 0
-    for i in range(0, len(ds), batch_size):
-        b = collate([ds[j] for j in range(i, min(len(ds), i + batch_size))], pad_id)
-        logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits
-        logits = logits[:, -b["labels"].shape[1]:].float()  # prompt-learning models prepend virtual tokens
-        lab = b["labels"][:, 1:].to(dev)
-        nll = nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), lab, ignore_index=-100, reduction="sum")
-        total += nll.item(); n += int((lab != -100).sum())
-    return total / n
-
-@torch.no_grad()
-def greedy(model, tok, prompts:list, max_new_tokens:int=16, min_new_tokens:int=0, batch_size:int=16) -> tuple:
-    "Greedy completions of prompt texts (left-padded batches); returns (texts, generated token count, seconds)."
-    dev = next(model.parameters()).device
-    tok.padding_side, outs, ntok, secs = "left", [], 0, 0.0
-    for i in range(0, len(prompts), batch_size):
-        enc = tok(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        t = time.perf_counter()
-        g = model.generate(**enc, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False,
-                           pad_token_id=tok.pad_token_id)
-        secs += time.perf_counter() - t
-        g = g[:, enc["input_ids"].shape[1]:]
-        ntok += int((g != tok.pad_token_id).sum()) if not min_new_tokens else g.numel()
-        outs += tok.batch_decode(g, skip_special_tokens=True)
-    tok.padding_side = "right"
-    return [o.strip() for o in outs], ntok, secs
-
-def exact_match(model, tok, records:list, max_new_tokens:int=16) -> float:
-    "Share of `records` whose greedy answer equals the reference answer exactly (after stripping spaces)."
-    from qlora_course.data import prompt_and_answer, render_prompt
-    pa = [prompt_and_answer(r) for r in records]
-    outs, _, _ = greedy(model, tok, [render_prompt(tok, p) for p, _ in pa], max_new_tokens)
-    return sum(o == a.strip() for o, (_, a) in zip(outs, pa)) / len(records)
 
 # %% ../nbs/01_survey.ipynb #ec2d1f61
 def disk_bytes(model, method:str) -> int:
@@ -252,15 +207,16 @@ def train_memory(model) -> int:
 
 MERGEABLE = {"lora", "dora", "ia3"}
 
-def gen_speed(model, tok, method:str, prompts:list, new_tokens:int=16) -> tuple:
-    "Generation tokens/s on `prompts` (exactly `new_tokens` each), after merging the method into the weights where it can be."
+def method_speed(model, tok, method:str, # the method `model` was built with: LoRA, DoRA and IA3 are merged first
+                 prompts:list, # prompts as `models.generate` takes them, run as one batch
+                 new_tokens:int=16) -> tuple[float, bool]:
+    "Generation tokens/s of `model` on `prompts` (`models.gen_speed`: exactly `new_tokens` each), merged first where `method` can be; and whether it was."
     merged = method in MERGEABLE
     if merged: model = model.merge_and_unload()
-    _, n, s = greedy(model, tok, prompts, new_tokens, min_new_tokens=new_tokens, batch_size=len(prompts))
-    return n / s, merged
+    return gen_speed(model, tok, prompts, new_tokens), merged
 
 # %% ../nbs/01_survey.ipynb #0787d10f
-def run_method(method:str, task, model_name="smollm2-135m-instruct", steps:int=10, batch_size:int=8, n_eval:int=32,
+def run_method(method:str, task, model_name=DEFAULT_MODEL, steps:int=10, batch_size:int=8, n_eval:int=32,
                seed:int=0, lr=None, **kw) -> dict:
     "Load the base fresh, build `method`, train it for `steps`, and measure it; returns one row of the survey table."
     torch.manual_seed(seed)
@@ -273,19 +229,21 @@ def run_method(method:str, task, model_name="smollm2-135m-instruct", steps:int=1
     mem = train_memory(pm)
     tr = train_steps(pm, task.tokenized["train"], steps, lr or LEARNING_RATES[method], batch_size, seed, tok.pad_token_id)
     if on_gpu: mem = torch.cuda.max_memory_allocated()
+    from qlora_course.infer import evaluate
     val = task.tokenized["validation"].select(range(min(n_eval, len(task.tokenized["validation"]))))
     row = dict(method=method, trainable=trainable, share=trainable / total, memory_mb=mem / 2**20,
                memory_kind="measured (cuda peak)" if on_gpu else "computed (weights+grads+AdamW)",
                step_s=tr["step_s"], first_loss=tr["losses"][0], last_loss=tr["losses"][-1],
-               val_loss=heldout_loss(pm, val, pad_id=tok.pad_token_id),
-               exact_match=exact_match(pm, tok, task.splits["test"][:n_eval]), disk_kb=disk_bytes(pm, method) / 1024)
-    from qlora_course.data import prompt_and_answer, render_prompt
-    prompts = [render_prompt(tok, prompt_and_answer(r)[0]) for r in task.splits["test"][:4]]
-    row["tok_s"], row["merged"] = gen_speed(pm, tok, method, prompts, budget(8, 16))
+               val_loss=mean_loss(pm, list(val), tok.pad_token_id)[0],
+               exact_match=evaluate(pm, tok, task.splits["test"][:n_eval], with_loss=False)["exact_match"],
+               disk_kb=disk_bytes(pm, method) / 1024)
+    from qlora_course.data import prompt_and_answer
+    prompts = [prompt_and_answer(r)[0] for r in task.splits["test"][:4]]
+    row["tok_s"], row["merged"] = method_speed(pm, tok, method, prompts, budget(8, 16))
     return row
 
 # %% ../nbs/01_survey.ipynb #3073f85a
-def survey(model_name="smollm2-135m-instruct", methods=None, steps:int=10, batch_size:int=8, n_eval:int=32,
+def survey(model_name=DEFAULT_MODEL, methods=None, steps:int=10, batch_size:int=8, n_eval:int=32,
            max_len:int=128, seed:int=0, verbose:bool=True, **kw):
     "Train and measure every method in `methods` on the date task with the same base, data, steps and seed; returns a DataFrame."
     import pandas as pd
@@ -318,13 +276,3 @@ def survey_main(args):
     "`qlora-course survey`: print which modules each method touches and how many parameters it trains, without training."
     methods = args.methods.split(",") if args.methods else None
     plan_methods(meta_model(args.model), methods, r=args.r, n_virtual=args.n_virtual, bottleneck=args.bottleneck)
-
-def add_cli(sub):
-    "Register the `survey` subcommand on argparse subparsers `sub`."
-    p = sub.add_parser("survey", help="print each PEFT method's modules and trainable parameters for a model (no training)")
-    p.add_argument("--model", default="smollm2-135m-instruct", help="a known name, a HF folder, a .gguf file, or a hub id")
-    p.add_argument("--methods", default=None, help=f"comma-separated subset of: {','.join(METHODS)}")
-    p.add_argument("--r", type=int, default=8, help="LoRA/DoRA rank")
-    p.add_argument("--n-virtual", type=int, default=16, help="virtual tokens for prompt, prefix and P-tuning")
-    p.add_argument("--bottleneck", type=int, default=16, help="bottleneck adapters' inner size")
-    p.set_defaults(func=survey_main)

@@ -1,9 +1,10 @@
 "Tests of qlora_course.distill: losses against direct computation and TRL, masking, no teacher gradient, bad inputs."
 import math
+from argparse import Namespace
 import pytest, torch
 from hypothesis import given, settings, strategies as st
-from qlora_course.models import random_model, load_model
-from qlora_course.distill import distill_loss, kd_per_token, check_vocab, distill, text_dataset, KD_KINDS
+from qlora_course.models import random_model, load_model, token_windows
+from qlora_course.distill import distill_loss, kd_per_token, check_vocab, distill, distill_main, KD_KINDS
 from qlora_course.cli import main as cli_main
 
 def direct(s, t, y, kind, T, alpha, beta):
@@ -72,7 +73,7 @@ def test_teacher_gets_no_gradient_in_training(tmp_path):
     teacher, tok = load_model("tiny-random", device="cpu")
     student = random_model("tiny-random", seed=3)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    ds = text_dataset(tok, "The quick brown fox jumps over the lazy dog. " * 40, 16).select(range(4))
+    ds = token_windows(tok, "The quick brown fox jumps over the lazy dog. " * 40, 16).select(range(4))
     tr = distill(teacher, student, ds, tmp_path, steps=2, lr=1e-3, alpha=0.5, temperature=2.0)
     assert all(p.grad is None for p in teacher.parameters())
     assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
@@ -84,6 +85,16 @@ def test_cli_refuses_other_vocabulary(tmp_path):
     other.save_pretrained(tmp_path/"s"); tok.save_pretrained(tmp_path/"s")
     rc = cli_main(["distill", "--teacher", "tiny-random", "--student", str(tmp_path/"s"), "--cpu", "--out", str(tmp_path/"o")])
     assert rc == 2
+    assert not (tmp_path/"o").exists()      # refused after loading: nothing written
+
+def test_cli_force_writes_into_a_folder_and_keeps_other_files(tmp_path):
+    out = tmp_path/"o"; out.mkdir(); (out/"notes.txt").write_text("mine")
+    args = ["distill", "--teacher", "tiny-random", "--student", "tiny-random", "--steps", "1", "--seq-len", "16", "--cpu", "--out", str(out)]
+    assert cli_main(args) == 2                                  # not empty: refused
+    distill_main(Namespace(teacher="tiny-random", student="tiny-random", data=None, kind="forward_kl", temperature=2.0, alpha=0.5,
+                           beta=0.5, steps=1, lr=5e-5, batch_size=2, seq_len=16, cpu=True, out=str(out), force=True))
+    assert (out/"notes.txt").read_text() == "mine" and (out/"model.safetensors").exists() and (out/"config.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no temporary folder left beside it
 
 def test_callbacks_are_called_every_step(tmp_path):
     from transformers import TrainerCallback
@@ -91,7 +102,7 @@ def test_callbacks_are_called_every_step(tmp_path):
         def __init__(self): self.steps = []
         def on_step_end(self, args, state, control, model=None, **kw): self.steps.append((state.global_step, model is not None))
     teacher, tok = load_model("tiny-random", device="cpu")
-    ds = text_dataset(tok, "The quick brown fox jumps over the lazy dog. " * 40, 16).select(range(4))
+    ds = token_windows(tok, "The quick brown fox jumps over the lazy dog. " * 40, 16).select(range(4))
     cb = Count()
     distill(teacher, random_model("tiny-random", seed=3), ds, tmp_path, steps=3, lr=1e-3, alpha=0.5, callbacks=[cb])
     assert cb.steps == [(1, True), (2, True), (3, True)]

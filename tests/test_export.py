@@ -103,6 +103,16 @@ def test_low_disk_space_is_refused_before_writing(tiny, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_check_prompts_come_from_the_test_split():
+    "The merge check's prompts are the task's test records, split as the data stage splits it: none is a training record."
+    from qlora_course.data import prompt_and_answer
+    train = {prompt_and_answer(r)[0][-1]["content"] for r in ex.task_records(split="train", system="")}
+    ps = ex.heldout_prompts(120)
+    assert len(ps) == 120 and not [p for p in ps if p in train]
+    assert ps[:3] == [prompt_and_answer(r)[0][-1]["content"] for r in ex.task_records(3)]
+    assert ex.task_records(1)[0]["messages"][0] == {"role": "system", "content": "Answer briefly."}
+
+
 # ---------- GGUF ----------
 @pytest.mark.parametrize("t", list(ex.OUT_TYPES))
 def test_gguf_round_trip_every_type(micro, tmp_path, t):
@@ -167,6 +177,14 @@ def test_unknown_output_type(tiny, capsys):
     err = capsys.readouterr().err
     assert "F32, F16, BF16, Q8_0, Q4_0" in err and "llama-quantize" in err
     assert not list(tiny["merged"].glob("*.gguf"))
+
+def test_gguf_into_a_new_out_dir(tmp_path, capsys):
+    "`gguf --out-dir` may name a folder that does not exist yet (it is made); a file there is refused."
+    assert cli_main(["gguf", str(tiny_random_dir()), "--type", "q8_0", "--out-dir", str(tmp_path/"new"/"deeper"), "--no-verify"]) == 0
+    assert sorted(p.name for p in (tmp_path/"new"/"deeper").iterdir()) == ["Modelfile", "tiny-random-Q8_0.gguf"]
+    (tmp_path/"f").write_text("x")
+    assert cli_main(["gguf", str(tiny_random_dir()), "--out-dir", str(tmp_path/"f"), "--no-verify"]) == 2
+    assert "not a folder" in capsys.readouterr().err and (tmp_path/"f").read_text() == "x"
 
 def test_missing_model_folder(tmp_path, capsys):
     assert cli_main(["gguf", str(tmp_path/"none")]) == 2

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest, torch
 from qlora_course.cli import main
 from qlora_course.models import load_model
-from qlora_course import llmzip
+from qlora_course import llmzip, models
 from qlora_course.llmzip import (compress, decompress, read_header, varint, MAGIC, MODES, FORMAT_VERSION, pack_ranks)
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_no_partial_file_after_ctrl_c(files, monkeypatch, where):
     before = _files(d)
     def interrupt(*a, **k): raise KeyboardInterrupt
     if where == "coding": monkeypatch.setattr(llmzip, "compress", interrupt)
-    else: monkeypatch.setattr(llmzip.os, "replace", interrupt)
+    else: monkeypatch.setattr(models.os, "replace", interrupt)   # the rename in models.atomic_file, which write_atomic uses
     assert main(["zip", str(src), str(d/"new.llmz"), "--model", "tiny-random", "--context", "16"]) == 130
     assert _files(d) == before   # neither the output nor a temporary file
 

@@ -136,3 +136,37 @@ def test_bitsandbytes_offline_kernel_warning_is_dropped_and_others_kept():
             "l.warning('kept warning')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "kernels-community" not in r.stderr and "kept warning" in r.stderr
+
+def test_a_gguf_is_checked_and_hashed_once(monkeypatch, tmp_path):
+    "resolve_model and load_model used to check and hash a .gguf file on every call (twice per load_model)."
+    import qlora_course.models as M
+    calls = {"hash": 0, "check": 0}
+    real_hash, real_check = M._hash_dir, M.check_gguf
+    def count_hash(p): calls["hash"] += 1; return tmp_path/"cache"
+    def count_check(p): calls["check"] += 1; return real_check(p)
+    def fake_convert(p, out): out.mkdir(parents=True, exist_ok=True); (out/"config.json").write_text("{}")
+    monkeypatch.setattr(M, "_hash_dir", count_hash); monkeypatch.setattr(M, "check_gguf", count_check)
+    monkeypatch.setattr(M, "gguf_to_hf", fake_convert); monkeypatch.setattr(M, "_GGUF_DIRS", {})
+    g = M.find_embedded_gguf()
+    for _ in range(3): assert M.resolve_model(g) == ("folder", str(tmp_path/"cache"))
+    assert calls == {"hash": 1, "check": 1}
+
+def test_generate_puts_the_padding_side_back_after_an_error():
+    from qlora_course.models import generate
+    m, tok = load_model("tiny-random")
+    tok.padding_side = "right"
+    def boom(**kw): raise RuntimeError("generation failed")
+    m.generate = boom
+    with pytest.raises(RuntimeError): generate(m, tok, ["Hi"])
+    assert tok.padding_side == "right"
+
+def test_end_of_turn_ids_of_other_chat_formats():
+    "ChatML's <|im_end|>, Llama 3's <|eot_id|> and Gemma's <end_of_turn> are found, with the eos, each once."
+    from qlora_course.models import end_of_turn_ids
+    class Tok:
+        def __init__(self, vocab, eos): self.v, self.eos_token = vocab, eos
+        def get_vocab(self): return self.v
+    assert end_of_turn_ids(Tok({"<|im_end|>": 2, "<|endoftext|>": 0}, "<|im_end|>")) == [2]
+    assert end_of_turn_ids(Tok({"<|eot_id|>": 9, "<|end_of_text|>": 8}, "<|end_of_text|>")) == [9, 8]
+    assert end_of_turn_ids(Tok({"<end_of_turn>": 107, "<eos>": 1}, "<eos>")) == [107, 1]
+    assert end_of_turn_ids(Tok({"</s>": 2}, None)) == []

@@ -19,6 +19,11 @@ def test_config_errors(tmp_path):
     (tmp_path/"b.yaml").write_text("skip: [trian]\n")
     with pytest.raises(ValueError, match="trian"): PipelineConfig.from_yaml(tmp_path/"b.yaml")
     assert main(["pipeline", "--config", str(tmp_path/"a.yaml")]) == 2
+    (tmp_path/"c.yaml").write_text("model: tiny-random\ntrain: {lora_rr: 4}\n")
+    with pytest.raises(ValueError, match="lora_rr") as e: PipelineConfig.from_yaml(tmp_path/"c.yaml")
+    assert str(tmp_path/"c.yaml") in str(e.value)
+    (tmp_path/"d.yaml").write_text("train: {max_steps: 4}\n")   # the pipeline sets it, from train_steps
+    with pytest.raises(ValueError, match="train_steps"): PipelineConfig.from_yaml(tmp_path/"d.yaml")
 
 def test_shipped_configs_parse():
     root = Path(__file__).resolve().parents[1]
@@ -27,9 +32,49 @@ def test_shipped_configs_parse():
                                      if "compute_environment:" not in p.read_text())]   # the others are accelerate's configs
     assert len(shipped) >= 2
     for p in shipped:
-        cfg = PipelineConfig.from_yaml(p)
-        for k, v in yaml.safe_load(p.read_text()).items():   # every field the file sets is what the config holds
+        cfg, default, text = PipelineConfig.from_yaml(p), PipelineConfig(), yaml.safe_load(p.read_text())
+        for k, v in text.items():   # every field the file sets is what the config holds
             assert getattr(cfg, k) == v or (isinstance(v, str) and str(getattr(cfg, k)) == v), (p.name, k)
+        assert any(getattr(cfg, k) != getattr(default, k) for k in text), p.name   # a loader that ignored the file would fail
+
+def test_train_field_reaches_the_training(tmp_path, monkeypatch):
+    "`train: {lora_r: 4}` in a pipeline YAML is in the TrainConfig the train step trains with."
+    import qlora_course.train as tr
+    tiny_cfg(tmp_path, train={"lora_r": 4}).to_yaml(tmp_path/"p.yaml")
+    assert "lora_r: 4" in (tmp_path/"p.yaml").read_text()
+    cfg = PipelineConfig.from_yaml(tmp_path/"p.yaml")
+    seen = {}
+    class Stop(Exception): pass
+    def fake_train(tc, *a, **kw): seen["cfg"] = tc; raise Stop
+    monkeypatch.setattr(tr, "train", fake_train)
+    with pytest.raises(Stop): STEP_FNS["train"](cfg, {"data": {"dir": str(tmp_path/"data")}})
+    tc = seen["cfg"]
+    assert (tc.lora_r, tc.max_steps, tc.model, tc.data) == (4, cfg.train_steps, "tiny-random", str(tmp_path/"data"))
+    assert tc.batch_size == tr.PRESETS["tiny"]["batch_size"]   # the rest from the preset
+
+def test_steps_read_the_saved_splits(tmp_path, monkeypatch):
+    "Evaluation reads exactly the data step's saved test.jsonl, training its saved train split; no test record is trained on."
+    import qlora_course.infer as infer, qlora_course.train as tr
+    from qlora_course.data import record_key, with_system
+    from qlora_course.models import load_tokenizer
+    cfg = tiny_cfg(tmp_path, eval_n=None)
+    state = {"data": STEP_FNS["data"](cfg, {})}
+    saved = Path(state["data"]["dir"])
+    read = lambda s: [json.loads(l) for l in (saved/f"{s}.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    seen = {}
+    class Stop(Exception): pass
+    def fake_evaluate(model, tok, records, **kw): seen["eval"] = records; raise Stop
+    def fake_train(tc, *a, **kw): seen["train"] = tc; raise Stop
+    monkeypatch.setattr(infer, "evaluate", fake_evaluate)
+    monkeypatch.setattr(tr, "train", fake_train)
+    with pytest.raises(Stop): STEP_FNS["base_eval"](cfg, state)
+    with pytest.raises(Stop): STEP_FNS["train"](cfg, state)
+    assert seen["eval"] == with_system(read("test"), cfg.system_prompt) and len(seen["eval"]) == state["data"]["counts"]["test"] > 0
+    trained = tr.load_splits(seen["train"], load_tokenizer("tiny-random")).splits
+    assert trained["train"] == with_system(read("train"), cfg.system_prompt)
+    assert trained["test"] == seen["eval"]
+    train_keys = {record_key(r) for r in read("train")}
+    assert not any(record_key(r) in train_keys for r in read("test"))
 
 def test_failed_step_is_named_and_earlier_state_kept(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path, skip=["base_eval", "train", "export", "prune_distill", "compress"])

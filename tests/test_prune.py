@@ -1,12 +1,13 @@
 "Tests of qlora_course.prune on the tiny-random model: real shape changes, round trips, permanent zeros, bad inputs."
 import tempfile
+from argparse import Namespace
 from pathlib import Path
 import pytest, torch
 from hypothesis import given, settings, strategies as st
 from transformers import AutoModelForCausalLM
 from qlora_course.models import load_model, count_params, arch_config, random_model
 from qlora_course.prune import (prune_structured, prune_unstructured, prune_plan, sparsity_mask, calibration_batches,
-                                weight_scores, STRUCT_METHODS)
+                                weight_scores, measure_model, parse_nm, read_text_file, save_model_folder, prune_main, STRUCT_METHODS)
 from qlora_course.cli import main as cli_main
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,48 @@ def test_cli(tmp_path):
     assert cli_main(["prune", "--model", "tiny-random", "--method", "nope", "--out", str(out)]) == 2
     assert cli_main(["prune", "--model", "tiny-random", "--method", "l2", "--sparsity", "1.5", "--out", str(out)]) == 2
     assert cli_main(["prune", "--model", "tiny-random", "--method", "wanda", "--nm", "2-4", "--out", str(out)]) == 2
-    assert cli_main(["prune", "--model", "tiny-random", "--method", "magnitude", "--nm", "2:4", "--out", str(out)]) == 0
+    assert cli_main(["prune", "--model", "tiny-random", "--method", "magnitude", "--nm", "2:4", "--out", str(out)]) == 2  # not empty
+    (out/"notes.txt").write_text("mine")   # --force: replaces the model's files, keeps the rest
+    prune_main(Namespace(model="tiny-random", method="magnitude", sparsity=0.25, nm="2:4", calib=None, calib_batches=4, out=str(out), force=True))
+    assert (out/"notes.txt").read_text() == "mine"
+    w = AutoModelForCausalLM.from_pretrained(out).model.layers[0].mlp.up_proj.weight
+    assert ((w.view(w.shape[0], -1, 4) != 0).sum(-1) <= 2).all()
+
+@pytest.mark.parametrize("bad", ["2-4", "2:x", "2:4:8", "4:2", "0:4", ":", ""])
+def test_parse_nm_refuses(bad):
+    with pytest.raises(ValueError, match="--nm"): parse_nm(bad)
+
+def test_parse_nm():
+    assert parse_nm("2:4") == (2, 4) and parse_nm(" 4 : 8 ") == (4, 8)
+
+def test_read_text_file(tmp_path):
+    (tmp_path/"ok.txt").write_text("héllo", encoding="utf-8")
+    assert read_text_file(tmp_path/"ok.txt") == "héllo"
+    (tmp_path/"u16.txt").write_bytes("héllo".encode("utf-16"))
+    with pytest.raises(ValueError, match="UTF-16.*iconv -f UTF-16 -t UTF-8"): read_text_file(tmp_path/"u16.txt")
+    (tmp_path/"bin.txt").write_bytes(b"\xff\x00\x80garbage")
+    with pytest.raises(ValueError, match="not UTF-8"): read_text_file(tmp_path/"bin.txt")
+    with pytest.raises(FileNotFoundError, match="missing.txt"): read_text_file(tmp_path/"missing.txt")
+    with pytest.raises(IsADirectoryError): read_text_file(tmp_path)
+
+def test_save_model_folder_is_atomic(tiny, tmp_path):
+    m, tok, _ = tiny
+    class Interrupted:   # Ctrl-C after part of the weights is written
+        def save_pretrained(self, d, **kw): (d/"model.safetensors").write_bytes(b"half"); raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt): save_model_folder(Interrupted(), tok, tmp_path/"new")
+    assert list(tmp_path.iterdir()) == []                      # no half-written folder, no temporary left
+    (tmp_path/"old").mkdir(); (tmp_path/"old"/"notes.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt): save_model_folder(Interrupted(), tok, tmp_path/"old")
+    assert sorted(p.name for p in (tmp_path/"old").iterdir()) == ["notes.txt"]
+    save_model_folder(m, tok, tmp_path/"old")
+    assert (tmp_path/"old"/"notes.txt").read_text() == "mine"
+    assert AutoModelForCausalLM.from_pretrained(tmp_path/"old").config.num_hidden_layers == m.config.num_hidden_layers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+def test_measure_model(tiny):
+    m, tok, _ = tiny
+    r = measure_model(m, tok, "The quick brown fox jumps over the lazy dog. " * 10, eval_tokens=32)
+    assert set(r) == {"ppl", "params_M", "MiB"} and r["ppl"] > 1
 
 def test_pruned_model_exports_to_gguf(tiny, tmp_path):
     "The structurally pruned model (head_dim no longer hidden/heads) is written by the export stage and reads back."

@@ -110,3 +110,21 @@ def test_plot_survey_returns_figure_and_keeps_backend():
     assert len(fig.axes) == 2 and all(ax.get_xscale() == "log" for ax in fig.axes)
     assert [len(ax.texts) for ax in fig.axes] == [3, 3]  # one label per method
     assert "nats" in fig.axes[0].get_ylabel() and "%" in fig.axes[0].get_xlabel()
+
+def test_method_speed_merges_where_it_can():
+    from qlora_course.survey import method_speed
+    m, tok = load_model("tiny-random")
+    side = tok.padding_side
+    tok_s, merged = method_speed(build_method(m, "lora"), tok, "lora", ["Name a colour.", "Count to three."], new_tokens=3)
+    assert merged and tok_s > 0 and tok.padding_side == side
+    m2, _ = load_model("tiny-random")
+    assert method_speed(build_method(m2, "adapter"), tok, "adapter", ["Name a colour."], new_tokens=3)[1] is False
+
+def test_run_method_row_on_tiny():
+    "One method end to end on tiny-random: the table's columns, measured by the shared loss, evaluator and speed helpers."
+    from qlora_course.survey import run_method, date_task
+    from qlora_course.models import load_tokenizer
+    tok = load_tokenizer("tiny-random")
+    row = run_method("ia3", date_task(tok), "tiny-random", steps=1, batch_size=2, n_eval=2)
+    for k in ("trainable", "share", "memory_mb", "step_s", "val_loss", "exact_match", "disk_kb", "tok_s", "merged"): assert k in row
+    assert row["merged"] is True and 0 <= row["exact_match"] <= 1 and row["val_loss"] > 0
