@@ -146,6 +146,7 @@ _BOMS = {"UTF-32": (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"), "UTF-16": (b"\xff
 def read_text(path) -> str:
     "The text of `path` decoded as UTF-8 (BOM removed); clear errors for a missing, empty or non-UTF-8 file."
     path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a folder, not a text file")
     if not path.is_file(): raise FileNotFoundError(f"Data file not found: {path}")
     b = path.read_bytes()
     bom = next((name for name, marks in _BOMS.items() if any(b.startswith(m) for m in marks)), None)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments, default_data_collator
 from .models import load_model, data_dir, count_params, check_new_output, token_windows
-from .prune import read_text_file, save_model_folder
+from .data import read_text
+from .prune import save_model_folder
 
 # %% ../nbs/07_distill.ipynb #65563f12
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd")
@@ -117,7 +118,7 @@ def distill_main(args):
     "`qlora-course distill`: distil a student from a teacher on windows of a text file and save the student atomically."
     check_distill_args(args)
     out = check_new_output(args.out, getattr(args, "force", False), folder=True)
-    text = read_text_file(args.data or data_dir()/"prose"/"domain.txt")
+    text = read_text(args.data or data_dir()/"prose"/"domain.txt")
     teacher, tok = load_model(args.teacher, device="cpu" if args.cpu else None)
     student, stok = load_model(args.student, device="cpu" if args.cpu else None)
     check_vocab(teacher, student, tok, stok)

@@ -12,10 +12,10 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params', 'model_bytes', 'pad_batch',
            'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'linear_names', 'detect_lora_targets', 'head_dim',
            'check_new_output', 'atomic_file', 'write_atomic', 'gen_speed', 'token_windows', 'read_yaml_mapping',
-           'coerce_field', 'int_at_least', 'models_main']
+           'coerce_field', 'models_main']
 
 # %% ../nbs/00_models.ipynb #808c8b71
-import os, errno, time, json, logging, warnings, argparse, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
+import os, errno, time, json, logging, warnings, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
 from pathlib import Path
 from contextlib import contextmanager
 
@@ -608,17 +608,6 @@ def coerce_field(name:str, typ, v):
     if bool in opts and isinstance(v, str) and v.lower() in ("true", "false"): return v.lower() == "true"
     want = " or ".join("null" if t is type(None) else ("a list of names" if t is list else t.__name__) for t in opts)
     raise ValueError(f"field {name}: expected {want}, got {v!r}")
-
-# %% ../nbs/00_models.ipynb #f1706753
-def int_at_least(lo:int): # the smallest value the option accepts
-    "An argparse `type` for integer options of at least `lo`: `--limit -1` is refused with a message naming the bound."
-    def parse(s:str) -> int:
-        try: v = int(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-        if v < lo: raise argparse.ArgumentTypeError(f"{v} is too small: it must be at least {lo}")
-        return v
-    parse.__name__ = f"integer >= {lo}"
-    return parse
 
 # %% ../nbs/00_models.ipynb #65966c21
 def models_main(args):

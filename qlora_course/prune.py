@@ -7,7 +7,7 @@ Docs: https://qlora-course.github.io/qlora-course/prune.html.md"""
 # %% auto #0
 __all__ = ['STRUCT_METHODS', 'SPARSE_METHODS', 'calibration_batches', 'weight_scores', 'unit_scores', 'prune_plan',
            'prune_structured', 'input_norms', 'sparsity_mask', 'prune_unstructured', 'measure_model', 'parse_nm',
-           'read_text_file', 'save_model_folder', 'prune_main']
+           'save_model_folder', 'prune_main']
 
 # %% ../nbs/06_prune.ipynb #a2b20df2
 import os, shutil, tempfile
@@ -19,6 +19,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig
 from .models import (load_model, data_dir, count_params, model_bytes, perplexity, head_dim,
                                  check_new_output)
+from .data import read_text
 
 # %% ../nbs/06_prune.ipynb #dc17ad21
 def calibration_batches(tok, text:str|None=None, # text to cut windows from (default: data/prose/domain.txt)
@@ -219,18 +220,6 @@ def parse_nm(s:str) -> tuple[int, int]:
     if not 0 < n <= m: raise ValueError(f"--nm needs 0 < N <= M, got {s!r}")
     return n, m
 
-def read_text_file(path) -> str:
-    "The text of UTF-8 file `path`, or a one-line error naming the file (for UTF-16 text, saying how to convert it)."
-    p = Path(path)
-    if p.is_dir(): raise IsADirectoryError(f"{p} is a folder, not a text file")
-    if not p.is_file(): raise FileNotFoundError(f"text file not found: {p}")
-    data = p.read_bytes()
-    try: return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            raise ValueError(f"{p} is UTF-16 text, not UTF-8; convert it with: iconv -f UTF-16 -t UTF-8 {p} > {p.stem}.utf8{p.suffix}") from None
-        raise ValueError(f"{p} is not UTF-8 text (byte {e.start} cannot be decoded); give a UTF-8 text file") from None
-
 def save_model_folder(model, tok, out, # the folder to write: new or empty, or one the caller allowed with `check_new_output(force=True)`
                      ) -> Path:
     "Save `model` and `tok` into folder `out` through a temporary folder beside it, moved in only when complete, so no half-written model is left."
@@ -255,7 +244,7 @@ def prune_main(args):
     if nm and structured: raise ValueError("--nm applies to magnitude/wanda, not to structured methods")
     if not 0 <= args.sparsity < 1: raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     out = check_new_output(args.out, getattr(args, "force", False), folder=True)
-    calib = read_text_file(args.calib) if args.calib else None
+    calib = read_text(args.calib) if args.calib else None
     model, tok = load_model(args.model, device="cpu")
     cal = calibration_batches(tok, calib, n_batches=args.calib_batches, batch_size=2, seq_len=128) if args.method in ("taylor", "wanda") else None
     before = count_params(model)

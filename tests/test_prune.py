@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from transformers import AutoModelForCausalLM
 from qlora_course.models import load_model, count_params, arch_config, random_model
 from qlora_course.prune import (prune_structured, prune_unstructured, prune_plan, sparsity_mask, calibration_batches,
-                                weight_scores, measure_model, parse_nm, read_text_file, save_model_folder, prune_main, STRUCT_METHODS)
+                                weight_scores, measure_model, parse_nm, save_model_folder, prune_main, STRUCT_METHODS)
 from qlora_course.cli import main as cli_main
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,9 @@ def test_parse_nm_refuses(bad):
 def test_parse_nm():
     assert parse_nm("2:4") == (2, 4) and parse_nm(" 4 : 8 ") == (4, 8)
 
-def test_read_text_file(tmp_path):
+def test_calibration_text_is_read_by_the_data_stage_reader(tmp_path):
+    "prune and distill read their text files with `qlora_course.data.read_text`."
+    from qlora_course.data import read_text as read_text_file
     (tmp_path/"ok.txt").write_text("héllo", encoding="utf-8")
     assert read_text_file(tmp_path/"ok.txt") == "héllo"
     (tmp_path/"u16.txt").write_bytes("héllo".encode("utf-16"))

@@ -65,20 +65,11 @@ CASES = [  # (name, argv, exit code, words the message must contain)
 def _name(c): return (c.values if hasattr(c, "values") else c)[0]
 
 @pytest.mark.parametrize("name,argv,code,words", CASES, ids=[_name(c) for c in CASES])
-def test_bad_input(name, argv, code, words, made, tmp_path, capsys):
+def test_bad_input(name, argv, code, words, made, tmp_path, bad_input):
     from qlora_course.export import free_port
     files(tmp_path, made)
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    argv = [a.format(t=tmp_path, free=free_port(), **made) for a in argv]
-    try: rc = main(argv)
-    except SystemExit as e: rc = e.code          # argparse refuses an option with exit code 2
-    out = capsys.readouterr()
-    msg = out.err + out.out
-    assert rc == code, f"{name}: exit code {rc}, want {code}; printed: {msg[-500:]}"
-    for w in words: assert w in msg, f"{name}: the message does not say {w!r}: {msg[-500:]}"
-    assert "Traceback" not in msg
+    out = bad_input(name, [a.format(t=tmp_path, free=free_port(), **made) for a in argv], code, words)
     if code: assert len([l for l in out.err.splitlines() if "error:" in l]) == 1, f"{name}: not one error line: {out.err[-500:]}"
-    for p, b in before.items(): assert p.exists() and p.read_bytes() == b, f"{name}: {p.name} was changed or deleted"
     if code: assert not [p for p in tmp_path.rglob(".*")], f"{name}: a temporary file was left behind"
 
 def test_empty_file_round_trips(tmp_path):
