@@ -228,10 +228,9 @@ def _measure_model(cfg, state, label, model, tok, text):
 @step
 def step_prune_distill(cfg, state):
     "Structured pruning, distillation from the unpruned model, LoRA recovery on the task; every stage measured."
-    from qlora_course.models import load_model
+    from qlora_course.models import load_model, token_windows
     from qlora_course.prune import calibration_batches, prune_structured
     from qlora_course.distill import distill
-    from qlora_course.models import token_windows
     from qlora_course.train import train
     text = cfg.path(cfg.text).read_text(encoding="utf-8")
     domain = cfg.path(cfg.domain_text).read_text(encoding="utf-8")
