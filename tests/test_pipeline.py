@@ -9,9 +9,10 @@ from qlora_course.cli import main
 BIN = Path(sys.executable).parent
 
 def tiny_cfg(tmp_path, **kw):
-    return PipelineConfig(name="t", model="tiny-random", quant=None, train_preset="tiny", train_steps=3, eval_n=6,
-                          distill_steps=2, recover_steps=2, compress_chars=200, compress_ctx=64,
-                          runs_dir=str(tmp_path/"runs"), **kw)
+    "A pipeline config small enough for a test; `kw` replaces any of its fields."
+    return PipelineConfig(**{**dict(name="t", model="tiny-random", quant=None, train_preset="tiny", train_steps=3, eval_n=6,
+                                    distill_steps=2, recover_steps=2, compress_chars=200, compress_ctx=64,
+                                    runs_dir=str(tmp_path/"runs")), **kw})
 
 def test_config_errors(tmp_path):
     (tmp_path/"a.yaml").write_text("model: tiny-random\ntrain_step: 3\n")
