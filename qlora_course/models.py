@@ -6,13 +6,13 @@ Docs: https://qlora-course.github.io/qlora-course/models.html.md"""
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN_MODELS', 'HUB_ALIASES', 'LORA_TARGETS',
-           'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'find_embedded_gguf', 'require_gguf',
-           'check_gguf', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model', 'tiny_random_dir',
-           'get_device', 'get_compute_dtype', 'quant_config', 'resolve_model', 'load_tokenizer', 'cpu_4bit_paths',
-           'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params', 'model_bytes', 'pad_batch',
-           'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'linear_names', 'detect_lora_targets', 'head_dim',
-           'check_new_output', 'atomic_file', 'write_atomic', 'gen_speed', 'token_windows', 'read_yaml_mapping',
-           'coerce_field', 'models_main']
+           'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'course_model', 'find_embedded_gguf',
+           'require_gguf', 'check_gguf', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model',
+           'tiny_random_dir', 'get_device', 'get_compute_dtype', 'hardware_preset', 'quant_config', 'resolve_model',
+           'load_tokenizer', 'cpu_4bit_paths', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params',
+           'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'linear_names',
+           'detect_lora_targets', 'head_dim', 'check_new_output', 'atomic_file', 'write_atomic', 'gen_speed',
+           'token_windows', 'read_yaml_mapping', 'coerce_field', 'models_main']
 
 # %% ../nbs/00_models.ipynb #808c8b71
 import os, errno, time, json, logging, warnings, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
@@ -50,6 +50,10 @@ def full_run() -> bool:
 def budget(short, full):
     "`full` when `full_run()`, else `short`."
     return full if full_run() else short
+
+def course_model(default:str=DEFAULT_MODEL) -> str:
+    "The model a notebook runs: `$QLORA_COURSE_MODEL` when set (a known name, a folder, a .gguf file or a hub id), else `default`."
+    return (os.environ.get("QLORA_COURSE_MODEL") or "").strip() or default
 
 # %% ../nbs/00_models.ipynb #aa91582d
 def find_embedded_gguf(package:str=EMBEDDED_PACKAGE) -> Path:
@@ -186,6 +190,13 @@ def get_compute_dtype(device=None) -> torch.dtype:
     if device.type == "cuda": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps": return torch.float16
     return torch.float32
+
+def hardware_preset(gpu_gib:float|None=None, # GPU memory in GiB (None: this machine's first CUDA GPU; 0: no GPU)
+                   ) -> str:
+    "The training preset (`qlora_course.train.PRESETS`) for this machine: 'cpu' without a CUDA GPU, else the largest 'gpu-NNgb' its memory holds."
+    if gpu_gib is None: gpu_gib = torch.cuda.get_device_properties(0).total_memory / 2**30 if torch.cuda.is_available() else 0
+    if not gpu_gib: return "cpu"
+    return "gpu-80gb" if gpu_gib >= 70 else "gpu-24gb" if gpu_gib >= 22 else "gpu-16gb"
 
 # %% ../nbs/00_models.ipynb #4560740e
 QUANTS = (None, "nf4", "int8")
