@@ -12,10 +12,11 @@ __all__ = ['KD_KINDS', 'kd_per_token', 'distill_loss', 'check_vocab', 'DistillTr
 import math, tempfile
 
 # %% ../nbs/07_distill.ipynb #2cc60c20
+# the course's models module first: it quiets the one bitsandbytes message a user can do nothing about (see 00)
+from .models import load_model, data_dir, count_params, check_new_output, token_windows
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments, default_data_collator
-from .models import load_model, data_dir, count_params, check_new_output, token_windows
 from .data import read_text
 from .prune import save_model_folder
 

@@ -13,8 +13,9 @@ import csv, json, math, sys
 from pathlib import Path
 
 # %% ../nbs/04_infer.ipynb #c233c986
-from peft import PeftModel
+# the course's models module first: it quiets the one bitsandbytes message a user can do nothing about (see 00)
 from .models import load_model, data_dir, generate, mean_loss, check_new_output, atomic_file
+from peft import PeftModel
 from .data import prompt_and_answer, tokenize_messages, prepare, with_system
 
 # %% ../nbs/04_infer.ipynb #e1cab9ff

@@ -7,7 +7,7 @@ Docs: https://qlora-course.github.io/qlora-course/models.html.md"""
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN_MODELS', 'HUB_ALIASES', 'LORA_TARGETS',
            'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'course_model', 'find_embedded_gguf',
-           'require_gguf', 'check_gguf', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model',
+           'require_gguf', 'check_gguf', 'token_id', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model',
            'tiny_random_dir', 'get_device', 'get_compute_dtype', 'hardware_preset', 'quant_config', 'resolve_model',
            'load_tokenizer', 'cpu_4bit_paths', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params',
            'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'linear_names',
@@ -96,6 +96,13 @@ def check_gguf(path) -> dict:
                                     "Re-download or re-export it.")
     return info
 
+# %% ../nbs/00_models.ipynb #2bd2b97c
+def token_id(tok, t:str|None) -> int|None:
+    "The id of token `t` in `tok`'s vocabulary, or None if it has none (looked up one token at a time: `get_vocab()` copies all 49,152)."
+    if not t: return None
+    i = tok.convert_tokens_to_ids(t)
+    return None if i is None or (i == tok.unk_token_id and t != tok.unk_token) else i
+
 # %% ../nbs/00_models.ipynb #048d5b84
 def _clean_config(cfg):
     "A copy of `cfg` without the GGUF loading leftovers, ready to save."
@@ -112,7 +119,7 @@ def gguf_to_hf(gguf_file, out_dir, dtype=torch.float32) -> Path:
     cfg = _clean_config(src.config)
     model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     model.load_state_dict(src.state_dict())
-    eot = tok.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tok.get_vocab() else tok.eos_token_id
+    eot = token_id(tok, "<|im_end|>") or tok.eos_token_id
     model.generation_config = GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=eot,
                                                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eot)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -344,9 +351,9 @@ def load_model(name_or_path=DEFAULT_MODEL, # a known name, a HF folder, a .gguf 
 # %% ../nbs/00_models.ipynb #5999e099
 def end_of_turn_ids(tok) -> list[int]:
     "Token ids that end an assistant turn: the chat template's end-of-turn token (if any) and the tokenizer's eos."
-    ids, vocab = [], tok.get_vocab()
+    ids = []
     for t in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", tok.eos_token):
-        i = vocab.get(t) if t else None
+        i = token_id(tok, t)
         if i is not None and i not in ids: ids.append(i)
     return ids
 
@@ -488,6 +495,7 @@ LORA_TARGETS = {
     "gemma":   ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "phi3":    ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
     "chatglm": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "glm":     ["q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj"],  # GLM-4 in transformers (no remote code)
     "gpt2":    ["c_attn", "c_proj", "c_fc"],
 }
 ATTENTION_ONLY = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query_key_value", "c_attn"}

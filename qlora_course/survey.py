@@ -15,13 +15,14 @@ import time, tempfile, random
 from pathlib import Path
 
 # %% ../nbs/01_survey.ipynb #95b7ff99
+# the course's models module first: it quiets the one bitsandbytes message a user can do nothing about (see 00)
+from .models import (DEFAULT_MODEL, load_model, load_tokenizer, resolve_model, count_params, model_bytes, data_dir,
+                                 detect_lora_targets, budget, pad_batch, mean_loss, gen_speed, head_dim)
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 from peft import (get_peft_model, LoraConfig, IA3Config, PromptTuningConfig, PrefixTuningConfig,
                   PromptEncoderConfig, TaskType)
-from .models import (DEFAULT_MODEL, load_model, load_tokenizer, resolve_model, count_params, model_bytes, data_dir,
-                                 detect_lora_targets, budget, pad_batch, mean_loss, gen_speed, head_dim)
 
 # %% ../nbs/01_survey.ipynb #40bc3dc0
 METHODS = ["full", "bitfit", "prefix", "prompt", "ptuning", "adapter", "lora", "qlora", "dora", "ia3"]

@@ -194,7 +194,11 @@ def test_train_options_kept():
     for k, a in old.items():
         assert k in by_string, k
         assert by_string[k]["dest"] == a["dest"] and by_string[k].get("type") == a.get("type"), k
-    assert new["--config"] == old["--config"] and new["--preset"] == old["--preset"]
+    assert new["--config"] == old["--config"]
+    # --preset kept its old choices and default, and gained the per-model presets (issue 14: train.MODEL_PRESETS)
+    from qlora_course.train import MODEL_PRESETS
+    preset = dict(new["--preset"]); assert preset.pop("choices") == old["--preset"]["choices"] + list(MODEL_PRESETS)
+    assert preset == {k: v for k, v in old["--preset"].items() if k != "choices"}
     from dataclasses import fields
     from qlora_course.train import TrainConfig
     assert {a["dest"] for a in new.values()} == {f.name for f in fields(TrainConfig)} | {"config", "preset"}

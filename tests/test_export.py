@@ -255,7 +255,7 @@ def test_llama_cpp_runs_the_gguf_like_the_merged_model(tmp_path, merged_demo):
     L_ref = ex.prompt_logits(ref, tok, prompts)
     for t in ("f16", "q8_0"):
         f = ex.write_gguf(merged, tmp_path/f"m-{t}.gguf", t)
-        llm = llama_cpp.Llama(model_path=str(f), n_ctx=512, verbose=False, seed=0, logits_all=True)
+        llm = ex.load_llama(f, n_ctx=512, seed=0, logits_all=True)
         got, L = [], []
         for p in prompts:
             text = tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)

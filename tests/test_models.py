@@ -164,10 +164,15 @@ def test_generate_puts_the_padding_side_back_after_an_error():
 def test_end_of_turn_ids_of_other_chat_formats():
     "ChatML's <|im_end|>, Llama 3's <|eot_id|> and Gemma's <end_of_turn> are found, with the eos, each once."
     from qlora_course.models import end_of_turn_ids
-    class Tok:
-        def __init__(self, vocab, eos): self.v, self.eos_token = vocab, eos
-        def get_vocab(self): return self.v
-    assert end_of_turn_ids(Tok({"<|im_end|>": 2, "<|endoftext|>": 0}, "<|im_end|>")) == [2]
-    assert end_of_turn_ids(Tok({"<|eot_id|>": 9, "<|end_of_text|>": 8}, "<|end_of_text|>")) == [9, 8]
-    assert end_of_turn_ids(Tok({"<end_of_turn>": 107, "<eos>": 1}, "<eos>")) == [107, 1]
-    assert end_of_turn_ids(Tok({"</s>": 2}, None)) == []
+    class Tok:  # as transformers' tokenizers look a token up: its id, else the unknown token's id (None without one)
+        def __init__(self, vocab, eos, unk=None): self.v, self.eos_token, self.unk_token = vocab, eos, unk
+        @property
+        def unk_token_id(self): return self.v.get(self.unk_token)
+        def convert_tokens_to_ids(self, t): return self.v.get(t, self.unk_token_id)
+    for unk in (None, "<unk>"):   # an unknown token's stand-in id is never taken for an end-of-turn token
+        u = {"<unk>": 5} if unk else {}
+        assert end_of_turn_ids(Tok({"<|im_end|>": 2, "<|endoftext|>": 0, **u}, "<|im_end|>", unk)) == [2]
+        assert end_of_turn_ids(Tok({"<|eot_id|>": 9, "<|end_of_text|>": 8, **u}, "<|end_of_text|>", unk)) == [9, 8]
+        assert end_of_turn_ids(Tok({"<end_of_turn>": 107, "<eos>": 1, **u}, "<eos>", unk)) == [107, 1]
+        assert end_of_turn_ids(Tok({"</s>": 2, **u}, None, unk)) == []
+    assert end_of_turn_ids(Tok({"<unk>": 5}, "<unk>", "<unk>")) == [5]   # the eos may itself be the unknown token

@@ -135,3 +135,15 @@ def test_report_to(tmp_path, prep, tok):
         train(cfg, prep.tokenized["train"], tok=tok)
         assert list((tmp_path/"tb"/"logs").glob("events.out.tfevents.*"))
     assert TrainConfig.preset("tiny").report_to is None  # off by default
+
+def test_model_presets_from_the_command_line(tmp_path):
+    "A per-model preset is a `--preset` name and a `preset:` in YAML; flags and fields still override it."
+    from qlora_course.cli import build_parser
+    from qlora_course.train import MODEL_PRESETS, config_from_args
+    args = build_parser("train").parse_args(["train", "--preset", "glm-4-9b-24gb", "--lora-r", "8"])
+    cfg = config_from_args(args)
+    assert (cfg.model, cfg.lora_r, cfg.lora_alpha, cfg.target_modules) == ("THUDM/glm-4-9b-chat-hf", 8, 32, MODEL_PRESETS["glm-4-9b-24gb"]["target_modules"])
+    (tmp_path/"q.yaml").write_text("preset: qwen2.5-7b-24gb\nmax_steps: 10\n")
+    q = TrainConfig.from_yaml(tmp_path/"q.yaml")
+    assert (q.model, q.max_steps, q.batch_size * q.grad_accum, q.quant) == ("Qwen/Qwen2.5-7B-Instruct", 10, 16, "nf4")
+    with pytest.raises(SystemExit): build_parser("train").parse_args(["train", "--preset", "qwen-7b"])
