@@ -757,8 +757,7 @@ def serve_gguf(model_file, # the GGUF file to serve
     "Serve `model_file` with llama-cpp-python's OpenAI-compatible server on `host:port` until Ctrl-C."
     f = require_gguf(model_file, "write one with qlora-course gguf")
     check_port(host, port)   # the cheap checks first: a busy port is named with or without the llama extra
-    llama_cpp_module()
-    use_llama_cpu_kernels()  # the repacked CPU kernels only where they run
+    use_llama_cpu_kernels()  # needs the llama extra (one-line error without it); repacked CPU kernels only where they run
     try:
         import uvicorn
         from llama_cpp.server.app import create_app

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
-from .models import load_model, get_device, head_dim, token_windows, check_new_output, write_atomic
+from .models import load_model, get_device, head_dim, token_windows, token_id, check_new_output, write_atomic
 
 # %% ../nbs/08_llmzip.ipynb #d6e8cd93
 def _bytes_to_unicode() -> dict:
@@ -263,8 +263,8 @@ def unpack_ranks(codec:int, data:bytes,
 
 # %% ../nbs/08_llmzip.ipynb #fccea8fe
 def _start_id(tok) -> int:
-    for t in ("<|endoftext|>",):
-        if t in tok.get_vocab(): return tok.get_vocab()[t]
+    i = token_id(tok, "<|endoftext|>")
+    if i is not None: return i
     return tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
 def _run_chunks(model, n_tokens, context_size, batch_size, start_id, code, threads=None, progress=False, desc="zip"):

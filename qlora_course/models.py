@@ -119,7 +119,8 @@ def gguf_to_hf(gguf_file, out_dir, dtype=torch.float32) -> Path:
     cfg = _clean_config(src.config)
     model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
     model.load_state_dict(src.state_dict())
-    eot = token_id(tok, "<|im_end|>") or tok.eos_token_id
+    eot = token_id(tok, "<|im_end|>")
+    if eot is None: eot = tok.eos_token_id
     model.generation_config = GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=eot,
                                                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eot)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
