@@ -104,10 +104,12 @@ def _hash_tensors(items) -> bytes:
     return h.digest()
 
 def model_fingerprints(model) -> tuple:
-    "(base weights hash, 8 bytes; adapter hash, 4 bytes or zeros when the model carries no LoRA weights)."
+    "(base weights hash, 8 bytes; adapter hash, 4 bytes or zeros when the model carries no LoRA weights, or only disabled ones)."
+    off = [n + "." for n, m in model.named_modules() if getattr(m, "disable_adapters", False) is True]   # PEFT's `disable_adapter()`
     base, lora = [], []
     for n, t in model.state_dict().items():
-        (lora if "lora_" in n else base).append((_canon(n), t))
+        if "lora_" not in n: base.append((_canon(n), t))
+        elif not any(n.startswith(o) for o in off): lora.append((_canon(n), t))   # a disabled adapter takes no part in the forward pass
     return _hash_tensors(base), (_hash_tensors(lora)[:4] if lora else bytes(4))
 
 def tokenizer_fingerprint(table) -> bytes:

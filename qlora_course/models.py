@@ -10,9 +10,9 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'require_gguf', 'check_gguf', 'token_id', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model',
            'tiny_random_dir', 'get_device', 'get_compute_dtype', 'hardware_preset', 'quant_config', 'resolve_model',
            'load_tokenizer', 'cpu_4bit_paths', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params',
-           'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'linear_names',
-           'detect_lora_targets', 'head_dim', 'check_new_output', 'atomic_file', 'write_atomic', 'gen_speed',
-           'token_windows', 'read_yaml_mapping', 'coerce_field', 'models_main']
+           'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'cpu_4bit_training',
+           'linear_names', 'detect_lora_targets', 'head_dim', 'check_new_output', 'atomic_file', 'write_atomic',
+           'gen_speed', 'token_windows', 'read_yaml_mapping', 'coerce_field', 'models_main']
 
 # %% ../nbs/00_models.ipynb #808c8b71
 import os, errno, time, json, logging, warnings, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
@@ -477,16 +477,34 @@ def _unpack_fused(B, qs) -> torch.Tensor:
 
 @contextmanager
 def fused_cpu_4bit():
-    "Run bitsandbytes' AVX-512 bf16 4-bit CPU path (repacking included) on any CPU, a PyTorch matmul of bf16 values standing in for its kernel."
+    "Run bitsandbytes' AVX-512 bf16 4-bit CPU path (repacking included) on any CPU, a PyTorch matmul of bf16 values, without a backward pass like the kernel, standing in for it."
     import bitsandbytes as bnb, bitsandbytes.functional as F
     orig_has, orig_gemv = bnb.nn.modules.has_avx512bf16, F.gemv_4bit
     def gemv(A, B, out=None, transposed_A=False, transposed_B=False, state=None):
         if A.device.type != "cpu" or not getattr(state, "packing_format_for_cpu", False): return orig_gemv(A, B, out, transposed_A, transposed_B, state)
         bf = lambda t: t.to(torch.bfloat16).float()   # bf16 values, multiplied in fp32 as the kernel accumulates (fast on any CPU)
-        return (bf(A) @ bf(_unpack_fused(B, state)).T).to(torch.bfloat16)
+        with torch.no_grad(): return (bf(A) @ bf(_unpack_fused(B, state)).T).to(torch.bfloat16)   # like the kernel: no backward
     bnb.nn.modules.has_avx512bf16, F.gemv_4bit = (lambda: True), gemv
     try: yield
     finally: bnb.nn.modules.has_avx512bf16, F.gemv_4bit = orig_has, orig_gemv
+
+# %% ../nbs/00_models.ipynb #f546e332
+@contextmanager
+def cpu_4bit_training(model):
+    "Make `model`'s 4-bit layers trainable on an AVX-512 bf16 CPU until the block ends: undo bitsandbytes' fused repacking (its kernel has no backward) and keep evaluations from redoing it."
+    try: layers = _linear4bit_layers(model)
+    except ImportError: layers = []   # no bitsandbytes, no 4-bit layers
+    flags = [getattr(m, "support_avx512bf16_for_cpu", False) for m in layers]
+    for m in layers:
+        if getattr(m.weight.quant_state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+            m.weight.data, qs = _convert_weight_packed_for_cpu_inverse(m.weight.data, m.weight.quant_state)
+            if qs.absmax.dim() == 2: qs.absmax = qs.absmax.T.reshape(-1).float()   # bitsandbytes restores it only for double quantization
+            m.weight.quant_state = qs
+        m.support_avx512bf16_for_cpu = False
+    try: yield model
+    finally:
+        for m, f in zip(layers, flags): m.support_avx512bf16_for_cpu = f
 
 # %% ../nbs/00_models.ipynb #48e37dd1
 LORA_TARGETS = {

@@ -9,17 +9,18 @@ __all__ = ['REPORT_TO', 'PRESETS', 'OOM_ADVICE', 'RUN_RECORD', 'SCALE_MODELS', '
            'TrainConfig', 'load_config', 'read_split', 'load_splits', 'check_dataset', 'dist_info', 'per_device_accum',
            'build_model', 'trainable_report', 'LossPlotCallback', 'NonFiniteLoss', 'CourseTrainer', 'RunRecord',
            'check_resume', 'sft_config', 'make_trainer', 'TrainResult', 'train', 'StopAtStep', 'adapter_state',
-           'scale_model', 'nf4_bytes', 'nf4_model_bytes', 'layer_activation_bytes', 'memory_plan', 'fit_batch',
-           'field_docs', 'config_flags', 'config_overrides', 'config_from_args', 'train_main']
+           'loss_curves', 'compare_runs', 'plot_runs', 'scale_model', 'nf4_bytes', 'nf4_model_bytes',
+           'layer_activation_bytes', 'memory_plan', 'fit_batch', 'field_docs', 'config_flags', 'config_overrides',
+           'config_from_args', 'train_main']
 
 # %% ../nbs/03_train.ipynb #cebbacd7
-import os, re, json, math, time, typing, inspect, argparse, hashlib, importlib, importlib.util
+import os, re, io, gc, json, math, time, typing, contextlib, dataclasses, inspect, argparse, hashlib, importlib, importlib.util
 from pathlib import Path
 from dataclasses import dataclass, asdict, fields
 
 # %% ../nbs/03_train.ipynb #b42a74ef
 # the course's models module first: it quiets the one bitsandbytes message a user can do nothing about (see 00)
-from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field, LORA_TARGETS, DEFAULT_MODEL
+from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field, LORA_TARGETS, DEFAULT_MODEL, cpu_4bit_training
 import torch, yaml
 from transformers import TrainerCallback, AutoModelForCausalLM
 from accelerate import PartialState
@@ -318,10 +319,10 @@ def sft_config(cfg:TrainConfig, has_eval:bool=False, **extra) -> SFTConfig:
     kw.update(extra)
     return SFTConfig(**kw)
 
-def make_trainer(cfg:TrainConfig, model, tok, train_ds, eval_ds=None, callbacks=(), trainer_cls=CourseTrainer, **extra):
-    "A `CourseTrainer` (or `trainer_cls`) for `model` on tokenized `train_ds`, with the loss-plot callback."
+def make_trainer(cfg:TrainConfig, model, tok, train_ds, eval_ds=None, callbacks=(), trainer_cls=CourseTrainer, live:bool=True, **extra):
+    "A `CourseTrainer` (or `trainer_cls`) for `model` on tokenized `train_ds`, with the loss-plot callback (drawn live in a notebook if `live`)."
     args = sft_config(cfg, has_eval=eval_ds is not None, **extra)
-    plot = LossPlotCallback(Path(cfg.output_dir)/"loss.png")
+    plot = LossPlotCallback(Path(cfg.output_dir)/"loss.png", live=live)
     tr = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
                      callbacks=[plot, RunRecord(cfg), *callbacks])
     tr.loss_plot = plot
@@ -349,7 +350,7 @@ def _save_adapter(tr, model, tok, adapter:Path, main:bool):
     elif main: model.save_pretrained(adapter)
     if main: tok.save_pretrained(adapter)
 
-def train(cfg:TrainConfig, train_ds=None, eval_ds=None, model=None, tok=None, callbacks=()) -> TrainResult:
+def train(cfg:TrainConfig, train_ds=None, eval_ds=None, model=None, tok=None, callbacks=(), live:bool=True) -> TrainResult:
     "Fine-tune `cfg.model` with LoRA on `train_ds` (default: the data stage's train split of `cfg.data`); save adapter, config, metrics."
     info = dist_info(); main = info["rank"] == 0
     per_device_accum(cfg.grad_accum, info["world_size"])  # refuse a global batch that can't be kept, before any loading
@@ -366,12 +367,13 @@ def train(cfg:TrainConfig, train_ds=None, eval_ds=None, model=None, tok=None, ca
     torch.manual_seed(cfg.seed)
     model, tok = build_model(cfg, model, tok)
     if main: print(trainable_report(model) + (f" on {info['world_size']} processes ({info['engine']})" if info["world_size"] > 1 else ""))
-    tr = make_trainer(cfg, model, tok, train_ds, eval_ds, callbacks=callbacks)
+    tr = make_trainer(cfg, model, tok, train_ds, eval_ds, callbacks=callbacks, live=live)
     if main and cfg.resume and resume is None: print(f"no checkpoint in {out}; starting from scratch")
     if main and rec.get("world_size", info["world_size"]) != info["world_size"]:
         print(f"resuming {resume}, saved on {rec['world_size']} processes, on {info['world_size']} (same global batch)")
     t0 = time.time()
-    try: res = tr.train(resume_from_checkpoint=resume)
+    try:
+        with cpu_4bit_training(model): res = tr.train(resume_from_checkpoint=resume)   # an AVX-512 bf16 CPU's fused 4-bit kernel has no backward (see 00)
     except torch.OutOfMemoryError as e: raise MemoryError(OOM_ADVICE + f" (config: batch_size={cfg.batch_size}, max_len={cfg.max_len}, "
                                                           f"lora_r={cfg.lora_r}, gradient_checkpointing={cfg.gradient_checkpointing})") from e
     secs = time.time() - t0
@@ -401,6 +403,54 @@ def adapter_state(adapter_dir) -> dict:
     "The LoRA weights saved in `adapter_dir`."
     from safetensors.torch import load_file
     return load_file(str(Path(adapter_dir)/"adapter_model.safetensors"))
+
+# %% ../nbs/03_train.ipynb #3c0da3f6
+def loss_curves(log_history:list) -> tuple[list, list]:
+    "The train and validation losses in a run's `log_history` (`train(...).metrics['log_history']`), each a list of (step, loss), one per step."
+    per_step = lambda k: list({h["step"]: h[k] for h in log_history if k in h}.items())   # `train` evaluates again at the end
+    return per_step("loss"), per_step("eval_loss")
+
+def _slug(label) -> str: return re.sub(r"[^A-Za-z0-9.=-]+", "_", str(label)).strip("_") or "run"
+
+def compare_runs(base:TrainConfig, # every run starts from this config; its `output_dir` gets one folder per run
+                 variants:dict, # run label -> {field: value} that differs from `base`
+                 train_ds=None, eval_ds=None, # tokenized splits (default: the data stage's splits of `base.data`)
+                 score=None, # score(model, tok) -> number, measured after each run (for example exact match on test records)
+                 quiet:bool=True) -> list[dict]: # hide each run's log (printed if the run fails)
+    "Train one run per variant with the same data and seed; each run's loss curves, final and best losses, score and time."
+    names = {f.name for f in fields(base)}
+    for label, kw in variants.items():
+        if bad := sorted(set(kw) - names): raise ValueError(f"variant {label!r}: {', '.join(bad)} is not a TrainConfig field")
+    runs = []
+    for label, kw in variants.items():
+        cfg = dataclasses.replace(base, output_dir=str(Path(base.output_dir)/_slug(label)), **kw)
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log) if quiet else contextlib.nullcontext():
+                res = train(cfg, train_ds, eval_ds, live=not quiet)
+                s = score(res.model, res.tok) if score else None
+        except Exception:
+            if quiet: print(log.getvalue()[-3000:])
+            raise
+        tr, va = loss_curves(res.metrics["log_history"])
+        runs.append(dict(label=label, **kw, train_loss=tr[-1][1] if tr else None, val_loss=va[-1][1] if va else None,
+                         best_val=min(va, key=lambda x: x[1]) if va else None, score=s,
+                         seconds=res.metrics["train_seconds"], train=tr, val=va))
+        del res; gc.collect()
+    return runs
+
+def plot_runs(runs:list, # `compare_runs`'s result
+              ax=None, title:str="", logy:bool=False):
+    "Validation loss (markers) and train loss (thin, same colour) of each run in `runs`, on one axis."
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=(6, 3.5))
+    for r in runs:
+        line, = ax.plot(*zip(*r["val"]), "o-", label=str(r["label"])) if r["val"] else ax.plot([], [], label=str(r["label"]))
+        if r["train"]: ax.plot(*zip(*r["train"]), "-", lw=0.8, alpha=0.45, color=line.get_color())
+    ax.set_xlabel("optimizer step"); ax.set_ylabel("loss (nats per answer token)"); ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    if logy: ax.set_yscale("log")
+    ax.set_title(title or "validation (markers) and train (thin) loss"); ax.legend(fontsize=8); ax.figure.tight_layout()
+    return ax
 
 # %% ../nbs/03_train.ipynb #4a2a7566
 SCALE_MODELS = {  # decoder shapes from the config.json of Llama-3.2-1B, Llama-2-7B, Llama-2-13B and Llama-3-70B

@@ -122,3 +122,19 @@ def test_finetune_lora_uses_training_stage_and_round_trips(tmp_path):
     assert decompress(z, pm, tok) == text[:200].encode()
     with pm.disable_adapter(), pytest.raises(ValueError): decompress(z, pm, tok)
     with pytest.raises(ValueError, match="fewer than one window"): finetune_lora(load_model("tiny-random")[0], tok, "short", ctx=64)
+
+def test_disabled_adapter_counts_as_no_adapter():
+    "A file made with a PEFT model's adapter disabled is the base model's file; one made with it enabled needs it."
+    from peft import LoraConfig, get_peft_model
+    from qlora_course.llmzip import model_fingerprints
+    m, tok = load_model("tiny-random"); base_fp = model_fingerprints(m)
+    torch.manual_seed(0); pm = get_peft_model(m, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    text = b"The third of May, 2021, was a Monday. " * 2
+    z = compress(text, pm, tok, context_size=32, verify=False)
+    assert decompress(z, pm, tok) == text and model_fingerprints(pm)[1] != bytes(4)
+    with pm.disable_adapter():
+        assert model_fingerprints(pm) == base_fp            # only the base takes part in the forward pass
+        with pytest.raises(ValueError, match="other adapter"): decompress(z, pm, tok)
+        z0 = compress(text, pm, tok, context_size=32, verify=False)
+        assert decompress(z0, pm, tok) == text
+    with pytest.raises(ValueError, match="other adapter"): decompress(z0, pm, tok)

@@ -147,3 +147,26 @@ def test_model_presets_from_the_command_line(tmp_path):
     q = TrainConfig.from_yaml(tmp_path/"q.yaml")
     assert (q.model, q.max_steps, q.batch_size * q.grad_accum, q.quant) == ("Qwen/Qwen2.5-7B-Instruct", 10, 16, "nf4")
     with pytest.raises(SystemExit): build_parser("train").parse_args(["train", "--preset", "qwen-7b"])
+
+def test_training_after_an_evaluation_on_a_fused_bf16_cpu(tmp_path, prep, tok):
+    "On an AVX-512 bf16 CPU an evaluation repacks 4-bit weights for a kernel without backward; `train` must train on unpacked ones, as elsewhere."
+    from qlora_course.models import fused_cpu_4bit, _linear4bit_layers, load_model
+    n_packed = lambda m: sum(bool(getattr(l.weight.quant_state, "packing_format_for_cpu", False)) for l in _linear4bit_layers(m))
+    class CountPacked(TrainerCallback):
+        "How many 4-bit layers are in the fused layout at the start of each training step."
+        def __init__(self): self.seen = []
+        def on_step_begin(self, args, state, control, model=None, **kw): self.seen.append(n_packed(model))
+    kw = dict(max_steps=4, eval_steps=2, eval_samples=4, lora_dropout=0.0, quant="nf4")
+    ids = torch.tensor([prep.tokenized["train"][0]["input_ids"]])
+    plain = train(TrainConfig.preset("tiny", output_dir=str(tmp_path/"plain"), **kw), prep.tokenized["train"], prep.tokenized["validation"], tok=tok)
+    packed = CountPacked()
+    with fused_cpu_4bit():   # the fused path on any CPU; its stand-in kernel has no backward, like the real one
+        model, _ = load_model("tiny-random", quant="nf4")
+        with torch.no_grad(): model.eval()(input_ids=ids)   # the base evaluated before training, as the training notebook does
+        assert n_packed(model) == 2                          # tiny-random's two down_proj layers fit the fused layout
+        fused = train(TrainConfig.preset("tiny", output_dir=str(tmp_path/"fused"), **kw), prep.tokenized["train"], prep.tokenized["validation"],
+                      model=model, tok=tok, callbacks=[packed])
+    assert packed.seen == [0, 0, 0, 0], packed.seen          # never trained on repacked weights (without the fix: [2, 2, 2, 2])
+    a, b = adapter_state(plain.adapter_dir), adapter_state(fused.adapter_dir)
+    rel = max(((a[k] - b[k]).norm() / a[k].norm()).item() for k in a if "lora_B" in k)
+    assert rel < 0.1, f"LoRA B differs by {rel:.1%} from the run on the dequantize path"   # 4% from the bf16-rounded block scales; 112% without the fix
