@@ -1,13 +1,15 @@
 """LLM compression benchmark, one run on the same text:
 
 1. the model's own speed limits on this machine: prefill tokens/s and the KV-cached decode ceiling at the chosen
-   batch, dtype and thread count (the same steps over the same chunk layout as the coder, with no coding);
+   batch, dtype, thread count and step engine (the same steps over the same chunk layout as the coder, with no coding),
+   and transformers' own step over the same layout beside it;
 2. zip (encoder alone) and unzip tokens/s and KB/s, each as a fraction of that ceiling; zip with its verifying decode;
 3. bits/char and the ratio to xz -9e; then the full size table (gzip/bz2/xz/zstd/brotli, rank coding, arithmetic
    coding, the cross-entropy bound); optionally the context x batch trade-off grid and a LoRA on the domain text.
 
     .venv/bin/python bench/llmzip.py                        # SmolLM2-135M-Instruct on data/prose/heldout.txt, the defaults
     .venv/bin/python bench/llmzip.py --context 512 --batch 8 # the settings of format version 1, for comparison
+    .venv/bin/python bench/llmzip.py --engine transformers   # code with transformers' step instead of the lean one
     .venv/bin/python bench/llmzip.py --grid                 # also the trade-off, context 64..512 x batch 8..64
     .venv/bin/python bench/llmzip.py --finetune 60          # also LoRA on data/prose/domain.txt (never on the held-out text)
 
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 from qlora_course.models import load_model, data_dir, DEFAULT_MODEL
 from qlora_course.llmzip import (measure_compression, print_table, targets, finetune_lora, adapter_bytes, speed_report, tradeoff,
-                                 auto_dtype, default_threads, CONTEXT, BATCH)
+                                 auto_dtype, default_threads, pick_engine, CONTEXT, BATCH)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,6 +33,7 @@ def main():
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: llmzip's default, torch's count at most 8)")
     ap.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto", help="auto: bfloat16 where the CPU does it natively")
+    ap.add_argument("--engine", choices=["auto", "lean", "transformers"], default="auto", help="the step engine to code with")
     ap.add_argument("--grid", action="store_true", help="also measure the context x batch trade-off")
     ap.add_argument("--table", action="store_true", help="also the full size table (rank coding too: one more pass)")
     ap.add_argument("--finetune", type=int, default=0, help="LoRA steps on the domain text, then measure again (0: skip)")
@@ -41,12 +44,14 @@ def main():
     dtype = auto_dtype("cpu") if a.dtype == "auto" else getattr(torch, a.dtype)
     model, tok = load_model(a.model, dtype=dtype)
     dev = next(model.parameters()).device
-    print(f"model {a.model} on {dev.type} ({model.dtype}), context {a.context}, batch {a.batch}, threads {threads}")
+    engine = pick_engine(model, a.engine)
+    print(f"model {a.model} on {dev.type} ({model.dtype}), context {a.context}, batch {a.batch}, threads {threads}, {engine} step")
     t0 = time.time()
-    r = speed_report(text, model, tok, a.context, a.batch, threads, progress=True)
+    r = speed_report(text, model, tok, a.context, a.batch, threads, progress=True, engine=engine)
     print(f"\n{Path(a.text).name}: {r['bytes']:,} bytes, {r['chars']:,} chars, {r['tokens']:,} tokens; "
           f"{r['rows']} rows side by side, {r['dtype']}, {r['threads']} threads")
-    print(f"ceilings: prefill {r['prefill_tok_s']:.0f} tokens/s; KV-cached decode {r['ceiling_tok_s']:.1f} tokens/s")
+    hf = f" (transformers' own step over the same layout: {r['transformers_tok_s']:.1f})" if r["transformers_tok_s"] else ""
+    print(f"ceilings: prefill {r['prefill_tok_s']:.0f} tokens/s; KV-cached decode, {r['engine']} step, {r['ceiling_tok_s']:.1f} tokens/s{hf}")
     for k in ("zip", "unzip"):
         print(f"{k:5s} {r[k+'_tok_s']:7.1f} tokens/s {r[k+'_kb_s']:7.3f} KB/s  = {r[k+'_fraction']:.0%} of the decode ceiling")
     print(f"zip with its verifying decode: {r['zip_verified_kb_s']:.3f} KB/s")
@@ -54,7 +59,7 @@ def main():
     if a.grid:
         print("\ntrade-off (bits/char: the model's cross-entropy; speed: at the decode ceiling)")
         print(f"{'context':>7s} {'batch':>5s} {'rows':>4s} {'bits/char':>9s} {'tokens/s':>8s} {'KB/s':>7s}")
-        for g in tradeoff(text, model, tok, threads=threads):
+        for g in tradeoff(text, model, tok, threads=threads, engine=engine):
             print(f"{g['context']:7d} {g['batch']:5d} {g['rows']:4d} {g['bpc']:9.4f} {g['tok_s']:8.1f} {g['kb_s']:7.3f}")
     if a.table or a.finetune:
         m = measure_compression(text, model, tok, a.context, a.batch, progress=True, verify=False)

@@ -209,6 +209,8 @@ def _zip(p):
                    "written in the file, unzip uses the same)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="model dtype; auto: bfloat16 on a CPU with AVX-512 BF16 or AMX, else float32 (written in the file)")
+    p.add_argument("--engine", choices=["auto", "lean", "transformers"], default="auto",
+                   help="the step that computes the logits; auto: the lean Llama-family step where it runs the model (written in the file)")
     p.add_argument("--no-verify", action="store_true", help="skip decoding before writing")
 
 @options("unzip")

@@ -89,12 +89,14 @@ def chat_box(model, tok, system:str|None=None, **gen_kw):
     "An ipywidgets chat: a text box and a transcript, keeping the history."
     import ipywidgets as w
     c = Chat(model, tok, system, **gen_kw)
-    out, box = w.Output(layout={"border": "1px solid #ccc", "max_height": "300px", "overflow": "auto"}), w.Text(placeholder="Say something and press Enter")
-    def send(_):
-        q, box.value = box.value, ""
+    out = w.Output(layout={"border": "1px solid #ccc", "max_height": "300px", "overflow": "auto"})
+    box = w.Text(placeholder="Say something and press Enter", continuous_update=False)   # the value changes on Enter
+    def send(change):
+        q = change["new"]
         if not q.strip(): return
+        box.value = ""   # comes back here with "" and stops above
         with out: print(f"you: {q}"); print(f"model: {c.say(q)}")
-    box.on_submit(send)
+    box.observe(send, "value")
     ui = w.VBox([out, box]); ui.chat = c
     return ui
 

@@ -9,10 +9,10 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'course_model', 'find_embedded_gguf',
            'require_gguf', 'check_gguf', 'token_id', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model',
            'tiny_random_dir', 'get_device', 'get_compute_dtype', 'hardware_preset', 'quant_config', 'resolve_model',
-           'load_tokenizer', 'cpu_4bit_paths', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params',
-           'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'cpu_4bit_training',
-           'linear_names', 'detect_lora_targets', 'head_dim', 'check_new_output', 'atomic_file', 'write_atomic',
-           'gen_speed', 'token_windows', 'read_yaml_mapping', 'coerce_field', 'models_main']
+           'load_tokenizer', 'cpu_4bit_paths', 'SayOnce', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once',
+           'count_params', 'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit',
+           'cpu_4bit_training', 'linear_names', 'detect_lora_targets', 'head_dim', 'check_new_output', 'atomic_file',
+           'write_atomic', 'gen_speed', 'token_windows', 'read_yaml_mapping', 'coerce_field', 'models_main']
 
 # %% ../nbs/00_models.ipynb #808c8b71
 import os, errno, time, json, logging, warnings, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
@@ -318,6 +318,17 @@ def cpu_4bit_paths(model) -> dict:
 
 # %% ../nbs/00_models.ipynb #a4fbfba9
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(lambda r: "kernels-community" not in r.getMessage())
+
+class SayOnce(logging.Filter):
+    "A logging filter that lets each distinct message through once per process."
+    def __init__(self): super().__init__(); self.seen = set()
+    def filter(self, record) -> bool:
+        m = record.getMessage()
+        if m in self.seen: return False
+        self.seen.add(m); return True
+
+# bitsandbytes' int8 layers log "inputs will be cast ... to float16" at every matmul with float32 inputs: once is enough.
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(SayOnce())
 # PEFT (0.21) still reads transformers' old `is_gradient_checkpointing` name whenever it wraps a model; only a PEFT
 # release can change that, so this one FutureWarning is hidden too. Every other library warning stays visible.
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)

@@ -7,9 +7,9 @@ Docs: https://qlora-course.github.io/qlora-course/train.html.md"""
 # %% auto #0
 __all__ = ['REPORT_TO', 'PRESETS', 'OOM_ADVICE', 'RUN_RECORD', 'SCALE_MODELS', 'MODEL_SHAPES', 'ENGINES', 'MODEL_PRESETS',
            'TrainConfig', 'load_config', 'read_split', 'load_splits', 'check_dataset', 'dist_info', 'per_device_accum',
-           'build_model', 'trainable_report', 'LossPlotCallback', 'NonFiniteLoss', 'CourseTrainer', 'RunRecord',
-           'check_resume', 'sft_config', 'make_trainer', 'TrainResult', 'train', 'StopAtStep', 'adapter_state',
-           'loss_curves', 'compare_runs', 'plot_runs', 'scale_model', 'nf4_bytes', 'nf4_model_bytes',
+           'build_model', 'trainable_report', 'LossPlotCallback', 'NonFiniteLoss', 'is_oom', 'CourseTrainer',
+           'RunRecord', 'check_resume', 'sft_config', 'make_trainer', 'TrainResult', 'train', 'StopAtStep',
+           'adapter_state', 'loss_curves', 'compare_runs', 'plot_runs', 'scale_model', 'nf4_bytes', 'nf4_model_bytes',
            'layer_activation_bytes', 'memory_plan', 'fit_batch', 'field_docs', 'config_flags', 'config_overrides',
            'config_from_args', 'train_main']
 
@@ -246,8 +246,13 @@ def _in_notebook() -> bool:
 # %% ../nbs/03_train.ipynb #cc0b7dc0
 class NonFiniteLoss(ValueError): "The training loss became NaN or infinite."
 
-OOM_ADVICE = ("Out of memory on the GPU. Lower, in this order: batch_size (raise grad_accum to keep the effective batch), "
-              "max_len, lora_r; or set gradient_checkpointing=True, quant='nf4', optim='paged_adamw_8bit'.")
+OOM_ADVICE = ("Out of memory (the GPU's, or the RAM of a CPU run). Lower, in this order: batch_size (raise grad_accum to keep the "
+              "effective batch), max_len, lora_r; or set gradient_checkpointing=True, quant='nf4', optim='paged_adamw_8bit'.")
+
+def is_oom(e:BaseException) -> bool:
+    "Whether `e` is an out-of-memory error: CUDA's, Python's, or PyTorch's CPU allocator failing (a RuntimeError)."
+    if isinstance(e, (torch.OutOfMemoryError, MemoryError)): return True
+    return isinstance(e, RuntimeError) and any(s in str(e) for s in ("DefaultCPUAllocator: can't allocate", "DefaultCPUAllocator: not enough memory"))
 
 class CourseTrainer(SFTTrainer):
     "TRL's `SFTTrainer` that stops at the first non-finite loss, naming the step."
@@ -374,8 +379,10 @@ def train(cfg:TrainConfig, train_ds=None, eval_ds=None, model=None, tok=None, ca
     t0 = time.time()
     try:
         with cpu_4bit_training(model): res = tr.train(resume_from_checkpoint=resume)   # an AVX-512 bf16 CPU's fused 4-bit kernel has no backward (see 00)
-    except torch.OutOfMemoryError as e: raise MemoryError(OOM_ADVICE + f" (config: batch_size={cfg.batch_size}, max_len={cfg.max_len}, "
-                                                          f"lora_r={cfg.lora_r}, gradient_checkpointing={cfg.gradient_checkpointing})") from e
+    except (RuntimeError, MemoryError) as e:   # torch.OutOfMemoryError is a RuntimeError
+        if not is_oom(e): raise
+        raise MemoryError(OOM_ADVICE + f" (config: batch_size={cfg.batch_size}, max_len={cfg.max_len}, lora_r={cfg.lora_r}, "
+                          f"gradient_checkpointing={cfg.gradient_checkpointing})") from e
     secs = time.time() - t0
     m = dict(train_loss=res.training_loss, train_seconds=round(secs, 1), steps=tr.state.global_step,
              trainable_params=count_params(model, True), resumed_from=resume, world_size=info["world_size"],

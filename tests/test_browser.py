@@ -99,7 +99,7 @@ def test_site_pages_links_images(site, browser, shots):
     assert not problems, "\n".join(problems[:30])
 
 def chat_notebook(dest:Path) -> Path:
-    """The chat section of the inference notebook, as a notebook in `dest`: its chat widget cell exactly as written,
+    """The chat section of the inference notebook, as a notebook in `dest`: its chat widget cells exactly as written,
     after one set-up cell that imports the module and loads `CHAT_MODEL` (in the notebook: an 8-step adapter on tiny-random)."""
     import nbformat
     nb = nbformat.read(ROOT/"nbs"/"04_infer.ipynb", as_version=4)
@@ -108,7 +108,9 @@ def chat_notebook(dest:Path) -> Path:
     md = [c for c in nb.cells[:i] if c.cell_type == "markdown"]
     setup = nbformat.v4.new_code_cell("from fastcore.test import test_eq\nfrom qlora_course.infer import *\n"
                                       f"from qlora_course.models import load_model\npm, ptok = load_model({CHAT_MODEL!r})")
-    cells = [md[0], setup, md[-1], nb.cells[i]]
+    show = nb.cells[i + 1]   # the cell that shows the widget (`ui`)
+    assert show.cell_type == "code" and show.source.lstrip().startswith("ui"), "the chat_box cell must be followed by one that shows `ui`"
+    cells = [md[0], setup, md[-1], nb.cells[i], show]
     for c in cells:
         if c.cell_type == "code": c.outputs, c.execution_count = [], None
     nb.cells = cells
@@ -181,7 +183,9 @@ def test_chat_widget_in_jupyterlab(lab, browser, shots):
     box.fill("Hello, who are you?")
     box.press("Enter")
     out = page.locator(".widget-output").last
-    out.get_by_text("model:").wait_for(timeout=120_000)
+    page.wait_for_function("""() => {   // the reply to the typed message (the cell itself already sent one, to test Enter)
+        const t = [...document.querySelectorAll('.widget-output')].pop().innerText, i = t.indexOf('you: Hello, who are you?');
+        return i >= 0 && t.indexOf('model:', i) > i; }""", timeout=120_000)
     text = out.inner_text()
     assert "you: Hello, who are you?" in text, text
     assert box.input_value() == "", "the text box is not cleared after sending"

@@ -138,3 +138,48 @@ def test_disabled_adapter_counts_as_no_adapter():
         z0 = compress(text, pm, tok, context_size=32, verify=False)
         assert decompress(z0, pm, tok) == text
     with pytest.raises(ValueError, match="other adapter"): decompress(z0, pm, tok)
+
+@pytest.mark.parametrize("engine", ["lean", "transformers"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_engines_round_trip_and_are_recorded(engine, dtype):
+    "Either step engine, in either CPU dtype, codes and decodes the same text; the file says which engine made it."
+    m, tok = load_model("tiny-random", dtype=dtype)
+    s = CASES["mixed scripts"] * 2
+    z = compress(s, m, tok, context_size=24, batch_size=3, engine=engine)   # verify=True decodes it too
+    assert read_header(z)["engine"] == engine and decompress(z, m, tok) == s.encode()
+
+def _max_logit_diff(model, rows=2, steps=6):
+    from qlora_course.llmzip import StepRunner, stepper
+    ids = torch.randint(0, model.config.vocab_size, (steps, rows), generator=torch.Generator().manual_seed(0))
+    a, b = StepRunner(model, rows, 0), stepper(model, "lean")(rows, 0, steps + 1)
+    return max((a.step(t) - b.step(t)).abs().max().item() for t in [None, *ids])
+
+def test_lean_step_matches_transformers_on_other_llama_family_models():
+    "Mistral, and Llama 3's scaled RoPE with attention and MLP biases and one key/value head: transformers' logits (float32)."
+    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+    small = dict(vocab_size=500, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4)
+    torch.manual_seed(0)
+    mistral = MistralForCausalLM(MistralConfig(**small, num_key_value_heads=2, sliding_window=None)).eval()
+    llama3 = LlamaForCausalLM(LlamaConfig(**small, num_key_value_heads=1, attention_bias=True, mlp_bias=True, rope_parameters=dict(
+        rope_type="llama3", rope_theta=500000.0, factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=4))).eval()
+    for m in (mistral, llama3):
+        for n, p in m.named_parameters():
+            if n.endswith("bias"): torch.nn.init.normal_(p, std=0.1)   # transformers starts biases at zero
+        assert _max_logit_diff(m) < 1e-5
+    windowed = MistralForCausalLM(MistralConfig(**small, num_key_value_heads=2, sliding_window=16)).eval()
+    from qlora_course.llmzip import pick_engine, lean_support
+    assert "sliding-window" in lean_support(windowed) and pick_engine(windowed) == "transformers"
+
+def test_lean_file_needs_a_model_the_lean_step_runs(mt, monkeypatch):
+    from qlora_course import llmzip
+    z = compress("a short text", *mt, context_size=16, engine="lean", verify=False)
+    monkeypatch.setattr(llmzip, "lean_support", lambda model: "it is a test double")
+    with pytest.raises(ValueError, match="lean decode step, which cannot run the model given .it is a test double"): decompress(z, *mt)
+
+def test_cli_engine_option(tmp_path):
+    from qlora_course.cli import main
+    src = tmp_path/"in.txt"; src.write_text("Which step made this file? " * 3)
+    assert main(["zip", str(src), str(tmp_path/"a.llmz"), "--model", "tiny-random", "--context", "16", "--engine", "transformers"]) == 0
+    assert read_header((tmp_path/"a.llmz").read_bytes())["engine"] == "transformers"
+    assert main(["unzip", str(tmp_path/"a.llmz"), str(tmp_path/"out.txt"), "--model", "tiny-random"]) == 0
+    assert (tmp_path/"out.txt").read_bytes() == src.read_bytes()

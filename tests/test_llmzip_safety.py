@@ -1,11 +1,10 @@
 "`qlora-course zip`/`unzip` never overwrite without --force, never leave a partial file, and refuse hand-made archives fast (issue 16)."
-import os, struct, zlib, bz2
 from pathlib import Path
 import pytest, torch
 from qlora_course.cli import main
 from qlora_course.models import load_model
 from qlora_course import llmzip, models
-from qlora_course.llmzip import (compress, decompress, read_header, varint, MAGIC, MODES, FORMAT_VERSION, pack_ranks)
+from qlora_course.llmzip import compress, decompress, read_header, pack_container, FORMAT_VERSION, pack_ranks
 
 @pytest.fixture(scope="module")
 def mt():
@@ -19,11 +18,8 @@ def blob(mt):
 def forge(blob, version=FORMAT_VERSION, payload=None, **kw):
     "`blob` with header fields changed and both CRCs recomputed."
     h = {**read_header(blob), **kw}
-    pl = h["payload"] if payload is None else payload
-    body = MAGIC + bytes([version, MODES[h["mode"]], h["codec"], h["dtype"], h["device"]]) + h["model_fp"] + h["tok_fp"] + h["adapter_fp"]
-    body += b"".join(varint(h[k]) for k in ("start_id", "context_size", "batch_size", "threads", "nbytes", "tokens"))
-    body += varint(len(pl)) + struct.pack("<I", h["crc"]) + pl
-    return body + struct.pack("<I", zlib.crc32(body))
+    if payload is not None: h["payload"] = payload
+    return pack_container(h, version)
 
 def test_forge_is_faithful(mt, blob):
     assert forge(blob) == blob and decompress(forge(blob), *mt) == b"A text for forged headers. " * 4
@@ -50,7 +46,6 @@ def test_crafted_header_fails_fast_and_clean(mt, blob, kw, words):
 def test_rank_stream_bomb(mt):
     "A rank stream that decompresses to far more ranks than the header's tokens is refused without decompressing it all."
     z = compress("rank mode text", *mt, mode="rank", context_size=16, verify=False)
-    h = read_header(z)
     codec, bomb = pack_ranks([0] * 2_000_000)
     with pytest.raises(ValueError, match="more than the"):
         decompress(forge(z, codec=codec, payload=bomb), *mt)

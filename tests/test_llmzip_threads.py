@@ -1,6 +1,5 @@
 "An llmzip file decodes the same whatever thread count the decoding process runs with (issue 16): zip with 2 threads, unzip with 1."
 import os, subprocess, sys
-from pathlib import Path
 import pytest
 
 TEXT = ("Thread counts change the order in which a matrix product adds its partial sums. " * 12 + "ünïcödé ✓\n") * 2
@@ -35,10 +34,11 @@ def test_decoder_sets_the_files_thread_count(monkeypatch):
     from qlora_course.models import load_model
     m, tok = load_model("tiny-random")
     seen = []
-    orig = llmzip.StepRunner.step
-    monkeypatch.setattr(llmzip.StepRunner, "step", lambda self, *a: (seen.append(torch.get_num_threads()), orig(self, *a))[1])
+    for cls in (llmzip.StepRunner, llmzip.LeanStep):   # both engines
+        monkeypatch.setattr(cls, "step", lambda self, *a, _orig=cls.step: (seen.append(torch.get_num_threads()), _orig(self, *a))[1])
     torch.set_num_threads(1)
-    z = llmzip.compress("a few words", m, tok, context_size=8, batch_size=2, threads=2, verify=False)
-    seen.clear(); torch.set_num_threads(1)
-    assert llmzip.decompress(z, m, tok) == b"a few words"
-    assert seen and set(seen) == {2} and torch.get_num_threads() == 1
+    for engine in ("lean", "transformers"):
+        z = llmzip.compress("a few words", m, tok, context_size=8, batch_size=2, threads=2, verify=False, engine=engine)
+        seen.clear(); torch.set_num_threads(1)
+        assert llmzip.decompress(z, m, tok) == b"a few words"
+        assert seen and set(seen) == {2} and torch.get_num_threads() == 1

@@ -59,7 +59,12 @@ def test_committed_executed_and_clean(p):
             for t in texts(o):
                 m = MACHINE_PATH.search(t)
                 assert not m, f"{p.name}: a machine path in a saved output: ...{t[max(0, m.start()-40):m.end()+40]!r}"
-                assert t.count("\r") <= 1 and len(re.findall(r"\d+it/s\]|s/it\]", t)) <= 1, f"{p.name}: progress-bar spam saved: {t[:120]!r}"
+                assert t.count("\r") <= 1 and len(re.findall(r"\w/s\]|s/\w+\]", t)) <= 1, f"{p.name}: progress-bar spam saved: {t[:120]!r}"
+                lines = [l for l in t.splitlines() if l.strip()] if "text" in o else []   # printed text (tables repeat their tags)
+                most = max((lines.count(l) for l in set(lines)), default=0)
+                assert most <= 10, f"{p.name}: one line saved {most} times (say it once): {max(set(lines), key=lines.count)[:120]!r}"
+            widgets = [k for k in o.get("data", {}) if "jupyter.widget" in k]
+            assert not widgets, f"{p.name}: a widget saved as output ({widgets[0]}): it shows as dead text; end the cell with a value instead"
             for k, v in o.get("data", {}).items():
                 if k.startswith("image/"):
                     assert k == "image/png", f"{p.name}: image saved as {k}, use PNG"

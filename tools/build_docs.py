@@ -17,7 +17,9 @@ from fastcore.docments import docments
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS, TEMPLATES = ROOT/"nbs", ROOT/"tools"/"docs"/"templates"
-REPO_URL = "https://github.com/qlora-course/qlora-course/blob/main"
+sys.path.insert(0, str(ROOT/"tools"))
+from colab_cell import repo_url   # the repository URL is written once, in pyproject.toml
+REPO_URL = repo_url() + "/blob/main"
 MATHJAX = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 def course_notebooks(nbs=NBS) -> list:

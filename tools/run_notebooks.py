@@ -6,7 +6,7 @@
 Each notebook runs through `nbdev-test --save`, so the saved outputs are exactly those of the test run
 (outputs are written back only when the whole notebook succeeds). Then the note at the top of the
 notebook is updated with the run that produced them (budget, machine, date, wall time), machine paths
-in the outputs are shortened, widget state is dropped, and `nbdev-clean` strips volatile metadata.
+in the outputs are shortened, widget state and widget views are dropped, and `nbdev-clean` strips volatile metadata.
 CI never runs this: it runs the notebooks without `--save`.
 """
 import argparse, datetime, os, platform, re, subprocess, sys, tempfile, time
@@ -48,9 +48,11 @@ def shorten_paths(t:str) -> str:
     return _TMP.sub("<tmp>", t)
 
 def tidy(p:Path, full:bool, secs:float):
-    "Update the top note, shorten paths in outputs and drop widget state in saved notebook `p`."
+    "Update the top note, shorten paths in outputs and drop widget state and views in saved notebook `p`."
     nb = nbformat.read(p, as_version=4)
     for c in nb.cells:
+        if c.get("outputs"):   # a widget's view is dead text in a saved notebook: keep the cell, drop that output
+            c["outputs"] = [o for o in c["outputs"] if not any("jupyter.widget" in k for k in o.get("data", {}))]
         for o in c.get("outputs", []):
             if "text" in o: o["text"] = shorten_paths(o["text"])
             for k in list(o.get("data", {})):
