@@ -134,9 +134,10 @@ OLD = {
         '--force': {'dest': 'force', 'action': '_StoreTrueAction', 'default': False, 'nargs': 0, 'help': 'overwrite OUTPUT if it exists'},
         '--mode': {'dest': 'mode', 'action': '_StoreAction', 'default': 'arith', 'choices': ['rank', 'arith']},
         '--context': {'dest': 'context', 'action': '_StoreAction', 'default': 256, 'type': 'int', 'help': 'tokens per chunk at most (default 256)'},
-        '--batch': {'dest': 'batch', 'action': '_StoreAction', 'default': 32, 'type': 'int', 'help': 'chunks run side by side at most (default 32)'},
+        '--batch': {'dest': 'batch', 'action': '_StoreAction', 'default': 64, 'type': 'int', 'help': 'chunks run side by side at most (default 64)'},   # issue 17: 32 -> 64
         '--threads': {'dest': 'threads', 'action': '_StoreAction', 'default': None, 'type': 'int', 'help': "CPU threads to code with (default: torch's, at most 8; written in the file, unzip uses the same)"},
         '--dtype': {'dest': 'dtype', 'action': '_StoreAction', 'default': 'auto', 'choices': ['auto', 'float32', 'bfloat16'], 'help': 'model dtype; auto: bfloat16 on a CPU with AVX-512 BF16 or AMX, else float32 (written in the file)'},
+        '--engine': {'dest': 'engine', 'action': '_StoreAction', 'default': 'auto', 'choices': ['auto', 'lean', 'transformers'], 'help': 'the step that computes the logits; auto: the lean Llama-family step where it runs the model (written in the file)'},   # issue 17
         '--no-verify': {'dest': 'no_verify', 'action': '_StoreTrueAction', 'default': False, 'nargs': 0, 'help': 'skip decoding before writing'},
     }),
     'unzip': ('decompress a file made by `qlora-course zip`', 'qlora_course.llmzip.unzip_main', {
