@@ -140,9 +140,12 @@ def chunk_layout(n_tokens:int, context_size:int, batch_size:int) -> list:
     "The batches as lists of (start, end) token ranges: the fewest chunks of at most `context_size` tokens, equal in length (longer first), spread evenly over the fewest batches of at most `batch_size` chunks."
     return list(_batches(n_tokens, context_size, batch_size))
 
+def _base_model(model):
+    "The transformers model inside a PEFT wrapper (or `model` itself)."
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
 def _cache_kwarg(model) -> str:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(type(_base_model(model)).forward).parameters else "past_key_values"
 
 class StepRunner:
     "Runs `model` one token step at a time over a batch of `rows` chunks with transformers' KV cache; `step(tokens)` returns float32 logits."
@@ -168,9 +171,6 @@ class StepRunner:
 LEAN_TYPES = ("llama", "mistral", "qwen2")   # the architectures `LeanStep` writes out
 ENGINES = {"transformers": 0, "lean": 1}       # the step that computes the logits, as the header stores it
 
-def _base_model(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
 def _check_linear(m):
     "Raise TypeError unless `m` is a plain Linear, or a plain Linear under LoRA adapters only (no DoRA, no LoRA bias)."
     base = getattr(m, "base_layer", m)
@@ -181,8 +181,7 @@ def _check_linear(m):
         if a in m.lora_A and (m.use_dora.get(a) or getattr(m, "lora_bias", {}).get(a)): raise TypeError("it uses DoRA or LoRA biases")
 
 def _linear(m) -> tuple:
-    "(weight, bias) that Linear `m` applies now: its own, plus the update of each active LoRA adapter unless disabled or merged."
-    _check_linear(m)
+    "(weight, bias) that Linear `m` (checked by `lean_support`) applies now: its own, plus each active LoRA adapter's update unless disabled or merged."
     base = getattr(m, "base_layer", m)
     w = base.weight.detach()
     if base is not m and not m.disable_adapters and not m.merged:
