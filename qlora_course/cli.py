@@ -200,17 +200,21 @@ def _archive_options(p):
 
 @options("zip")
 def _zip(p):
-    from qlora_course.llmzip import MODES, CONTEXT, BATCH
+    from qlora_course.llmzip import MODES, CONTEXT, BATCH, WINDOW, STREAM_LEN
     _archive_options(p)
     p.add_argument("--mode", choices=list(MODES), default="arith")
-    p.add_argument("--context", type=int, default=CONTEXT, help=f"tokens per chunk at most (default {CONTEXT})")
-    p.add_argument("--batch", type=int, default=BATCH, help=f"chunks run side by side at most (default {BATCH})")
+    p.add_argument("--context", type=int, default=None, help=f"tokens of context: the portable step's window (default {WINDOW}), "
+                   f"the lean and transformers steps' chunk length (default {CONTEXT})")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"streams run side by side at most (default {BATCH})")
+    p.add_argument("--stream-len", type=int, default=None, help=f"portable step: tokens per stream at least, when the text allows (default "
+                   f"{STREAM_LEN}); longer streams give fewer bits but fewer rows side by side, so zip and unzip run slower")
     p.add_argument("--threads", type=int, default=None, help="CPU threads to code with (default: torch's, at most 8; "
-                   "written in the file, unzip uses the same)")
+                   "the lean and transformers steps write it in the file, and unzip uses the same)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
-                   help="model dtype; auto: bfloat16 on a CPU with AVX-512 BF16 or AMX, else float32 (written in the file)")
-    p.add_argument("--engine", choices=["auto", "lean", "transformers"], default="auto",
-                   help="the step that computes the logits; auto: the lean Llama-family step where it runs the model (written in the file)")
+                   help="model dtype; auto: bfloat16 on a CPU with AVX-512 BF16 or AMX, else float32 (the portable step gives the same file in either)")
+    p.add_argument("--engine", choices=["auto", "portable", "lean", "transformers"], default="auto",
+                   help="the step that computes the logits; portable: the same bits on every machine; lean and transformers: faster "
+                   "on short texts, but the file decodes only on this kind of machine; auto: portable where it runs the model")
     p.add_argument("--no-verify", action="store_true", help="skip decoding before writing")
 
 @options("unzip")

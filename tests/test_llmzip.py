@@ -42,7 +42,7 @@ def test_invalid_utf8_bytes(mt):
     assert decompress(compress(data, m, tok, context_size=64), m, tok) == data
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.text(max_size=60), st.sampled_from(["arith", "rank"]), st.integers(1, 20), st.integers(1, 4))
+@given(st.text(max_size=60), st.sampled_from(["arith", "rank"]), st.integers(2, 20), st.integers(1, 4))   # 2: the smallest window (format 4)
 def test_hypothesis_unicode(mt, s, mode, ctx, bs):
     m, tok = mt
     data = s.encode("utf-8", errors="surrogatepass")
@@ -70,7 +70,9 @@ def test_other_settings(mt, blob):
     m, tok = mt
     with pytest.raises(ValueError, match="other settings"): decompress(blob, m, tok, context_size=512)
     with pytest.raises(ValueError, match="other settings"): decompress(blob, m, tok, batch_size=5)
-    with pytest.raises(ValueError, match="other settings"): decompress(blob, random_model("tiny-random", seed=0, dtype=torch.bfloat16), tok)
+    lean = compress("A small text for the container tests. " * 3, m, tok, context_size=16, batch_size=2, engine="lean")   # machine-only: format 3
+    with pytest.raises(ValueError, match="other settings"): decompress(lean, random_model("tiny-random", seed=0, dtype=torch.bfloat16), tok)
+    assert decompress(blob, random_model("tiny-random", seed=0, dtype=torch.bfloat16), tok) == b"A small text for the container tests. " * 3   # format 4: any dtype
 
 @pytest.mark.parametrize("cut", [1, 3, 10, 30])
 def test_truncated(mt, blob, cut):

@@ -25,15 +25,17 @@ def test_forge_is_faithful(mt, blob):
     assert forge(blob) == blob and decompress(forge(blob), *mt) == b"A text for forged headers. " * 4
 
 @pytest.mark.parametrize("kw,words", [
-    (dict(version=0), "version 0"),
-    (dict(version=1), "earlier qlora-course"),
+    (dict(version=0, engine="lean", dtype=0, device=0, threads=1), "version 0"),   # versions before 4 have format 3's fields
+    (dict(version=1, engine="lean", dtype=0, device=0, threads=1), "earlier qlora-course"),
     (dict(tokens=10**12, nbytes=10**12), "more than its"),
     (dict(tokens=2**60, nbytes=2**61), "more than its"),
     (dict(batch_size=10**9), "batch_size"),
     (dict(batch_size=0), "batch_size"),
     (dict(context_size=10**9), "context_size"),
     (dict(context_size=9000), "positions"),
-    (dict(threads=10**6), "threads"),
+    (dict(threads=10**6, version=3, engine="lean", dtype=0, device=0), "threads"),   # format 3's thread count
+    (dict(window=10**9), "window"),
+    (dict(window=1), "window"),
     (dict(tokens=3, nbytes=10**9), "cannot stand for"),
     (dict(tokens=10**6, nbytes=10), "tokens for"),
     (dict(start_id=10**7), "start token"),

@@ -11,7 +11,7 @@ def _run(args, threads, tmp_path):
 
 def _round_trip(tmp_path, model, extra=()):
     src = tmp_path/"in.txt"; src.write_text(TEXT, encoding="utf-8")
-    z = _run(["zip", str(src), str(tmp_path/"a.llmz"), "--model", model, "--no-verify", *extra], 2, tmp_path)
+    z = _run(["zip", str(src), str(tmp_path/"a.llmz"), "--model", model, "--no-verify", "--engine", "lean", *extra], 2, tmp_path)   # machine-only (format 3) files carry the thread count
     assert z.returncode == 0, z.stderr[-2000:]
     from qlora_course.llmzip import read_header
     h = read_header((tmp_path/"a.llmz").read_bytes())
