@@ -38,7 +38,7 @@ def versus_ts_zip(model, tok, paths, threads, stream_len=None):
         z = compress(d, model, tok, threads=threads, stats=s, stream_len=stream_len)
         xz, ts = baselines(d)["xz -9e"], TS_ZIP.get(Path(p).name)
         print(f"{Path(p).name:16s} {len(d):8,d} {len(z):8,d} {8*len(z)/len(d):9.4f} {8*xz/len(d):8.3f} {ts if ts else 'n/a':>7} "
-              f"{len(d)/1024/s['encode_s']:8.3f} {len(d)/1024/s['decode_s']:10.3f} yes  ({s['streams']} streams of {s['stream_len']} tokens, CRLF->LF {s['crlf']})")
+              f"{len(d)/1024/s['encode_s']:8.3f} {len(d)/1024/s['decode_s']:10.3f} yes  ({s['streams']} streams of at most {s['stream_len']} tokens, CRLF->LF {s['crlf']})")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,10 +88,11 @@ def main():
     if a.streams:
         print(f"\n{'stream len':>10s} {'streams':>7s} {'bits/char':>9s} {'zip KB/s':>8s}   (portable, window {a.context or WINDOW})")
         for L in map(int, a.streams.split(",")):
-            s = {}; z = compress(text, model, tok, a.context, batch_size=a.batch, threads=threads, verify=False, stats=s, stream_len=L)
+            s = {}; z = compress(text, model, tok, context_size=a.context, batch_size=a.batch, threads=threads, verify=False, stats=s, stream_len=L)
             print(f"{s['stream_len']:10d} {s['streams']:7d} {8*len(z)/len(text):9.4f} {len(text.encode())/1024/s['encode_s']:8.3f}")
     if a.ts_zip:
-        versus_ts_zip(model, tok, [p for p in (ALICE, data_dir()/"prose"/"heldout.txt", Path(a.text)) if p.exists()], threads, a.stream_len)
+        versus_ts_zip(model, tok, list(dict.fromkeys(p.resolve() for p in (ALICE, data_dir()/"prose"/"heldout.txt", Path(a.text)) if p.exists())),
+                      threads, a.stream_len)
     if a.grid:
         print("\ntrade-off (bits/char: the model's cross-entropy; speed: at the decode ceiling)")
         print(f"{'context':>7s} {'batch':>5s} {'rows':>4s} {'bits/char':>9s} {'tokens/s':>8s} {'KB/s':>7s}")
