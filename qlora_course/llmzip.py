@@ -292,7 +292,7 @@ def stepper(model, engine:str, window:int|None=None, weights=None):
     "A function (rows, start_id, length) -> a step runner of `engine` over `model` (weights gathered here, once; `window`: the portable step's context)."
     if engine == "transformers": return lambda rows, start_id, length: StepRunner(model, rows, start_id)
     if engine == "portable":
-        w = weights or portable_weights(model)
+        w = weights or _portable(model)   # quantized once per model and adapter, not once per runner
         return lambda rows, start_id, length: PortableStep(w, rows, start_id, length, window)
     w = lean_weights(model)
     return lambda rows, start_id, length: LeanStep(w, rows, start_id, length)
@@ -486,12 +486,15 @@ def rope_tables(theta:float, hd:int, length:int) -> tuple:
     return torch.cat([c, c], -1).float(), torch.cat([-s, s], -1).float()
 
 # %% ../nbs/08_llmzip.ipynb #9aace658
+def _rope_params(cfg) -> dict:
+    "The config's RoPE type and theta, from `rope_parameters` (newer transformers) or `rope_scaling` and `rope_theta` (older)."
+    return getattr(cfg, "rope_parameters", None) or {"rope_type": (getattr(cfg, "rope_scaling", None) or {}).get("rope_type", "default"),
+                                                     "rope_theta": getattr(cfg, "rope_theta", None)}
+
 def portable_support(model) -> str|None:
     "Why the portable step cannot run `model`, or None when it can."
     if (why := lean_support(model)): return why
-    cfg = _base_model(model).config
-    rp = getattr(cfg, "rope_parameters", None) or {"rope_type": (getattr(cfg, "rope_scaling", None) or {}).get("rope_type", "default"),
-                                                  "rope_theta": getattr(cfg, "rope_theta", None)}
+    rp = _rope_params(_base_model(model).config)
     if rp.get("rope_type", "default") != "default": return f"its RoPE is scaled ({rp.get('rope_type')!r})"
     if not rp.get("rope_theta"): return "its config has no rope_theta"
     return None
@@ -522,11 +525,10 @@ def portable_weights(model) -> SimpleNamespace:
     layers = [SimpleNamespace(n1=bf(l.input_layernorm.weight), n2=bf(l.post_attention_layernorm.weight), qkv=qw(q, k, v), qkv_bias=bias(q, k, v),
                               o=qw(o), gu=qw(g, u), down=qw(d), scale=float(l.self_attn.scaling))
               for l in core.layers for q, k, v, o, g, u, d in [_projections(l)]]
-    rp = getattr(cfg, "rope_parameters", None) or {"rope_theta": cfg.rope_theta}
     H = cfg.num_attention_heads
     return SimpleNamespace(embed=bf(core.embed_tokens.weight), layers=layers, norm=bf(core.norm.weight), head=qw(base.lm_head),
                            eps=float(cfg.rms_norm_eps), H=H, KV=getattr(cfg, "num_key_value_heads", None) or H, hd=head_dim(cfg),
-                           theta=float(rp["rope_theta"]), max_pos=getattr(cfg, "max_position_embeddings", None))
+                           theta=float(_rope_params(cfg)["rope_theta"]), max_pos=getattr(cfg, "max_position_embeddings", None))
 
 # %% ../nbs/08_llmzip.ipynb #7864ddf1
 AV_BLOCK, AV_BITS = 32, 12   # the attention-value product: blocks of 32 positions, weights at 12 bits (sums stay below 2**24)
@@ -623,7 +625,7 @@ def _encode(model, ids, mode, context_size, batch_size, start_id, threads=None, 
         elif engine == "portable":
             c = int_frequencies(logits)
             nats.append(-(c.gather(1, tv.view(-1, 1)).view(-1).double() / c.sum(-1).double()).log().cpu())
-            enc.encode(tv.cpu().numpy().astype(np.int32), family, c.float().cpu().numpy())
+            enc.encode(tv.cpu().numpy().astype(np.int32), family, c.cpu().numpy())
         else:   # = frequencies(logits), keeping the softmax's probabilities of the true tokens for the cross-entropy
             p = torch.softmax(logits.float(), dim=-1)
             nats.append(token_nats(logits, tv, p).cpu())
@@ -655,7 +657,7 @@ def _decode(model, n_tokens, mode, codec, payload, context_size, batch_size, sta
             if int(r.max()) >= logits.shape[1]: raise ValueError("corrupted llmzip payload (a rank beyond the vocabulary)")
             got = token_at_rank(logits, r).cpu()
         else:
-            try: got = torch.from_numpy(dec.decode(family, freqs(logits).float().cpu().numpy()).astype(np.int64))
+            try: got = torch.from_numpy(dec.decode(family, freqs(logits).cpu().numpy()).astype(np.int64))
             except Exception as e: raise ValueError(f"corrupted llmzip payload: arithmetic decoding failed ({type(e).__name__})") from None
         out[pos] = got
         return got
