@@ -9,7 +9,7 @@ __all__ = ['COMMANDS', 'ARGS', 'EXTRAS', 'ERRORS', 'options', 'entry', 'build_pa
            'exit_status', 'main']
 
 # %% ../nbs/90_cli.ipynb #b365fbbb
-import argparse, importlib, sys
+import argparse, importlib, pickle, sys
 
 # %% ../nbs/90_cli.ipynb #e057a4c3
 COMMANDS = {  # subcommand: (one-line help, stage module, function of the stage that runs it)
@@ -102,7 +102,7 @@ def _data(p):
 def _train(p):
     from qlora_course.train import TrainConfig, PRESETS, config_flags
     p.add_argument("--config", help="YAML config file (TrainConfig fields, optional 'preset')")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS))
+    p.add_argument("--preset", choices=list(PRESETS), help="settings to start from (default: the config file's, else this machine's: cpu without a CUDA GPU, else gpu-16gb, gpu-24gb or gpu-80gb by its memory)")
     config_flags(p, TrainConfig)
 
 # %% ../nbs/90_cli.ipynb #6ec35823
@@ -244,6 +244,8 @@ ERRORS = [  # (error types, or the "module.Class" of a stage's error, exit code,
     (ModuleNotFoundError, 2, lambda cmd, e: _line(cmd, missing_package(e))),
     ("qlora_course.pipeline.StepFailed", 1, _line),
     (MemoryError, 3, _line),
+    (pickle.UnpicklingError, 2, lambda cmd, e: _line(cmd, "a weights file is a pickle that PyTorch will not run (it loads weights with "
+                                                     f"weights_only=True: {str(e).splitlines()[0][:160]}); use a model or adapter saved as safetensors")),
     ((ValueError, FileNotFoundError, FileExistsError, IsADirectoryError, OSError), 2, _line),
 ]
 

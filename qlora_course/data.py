@@ -489,15 +489,17 @@ def tokenize_records(tok, records:list, max_len:int|None=512, template:str="chat
     return exs, st
 
 def pack(examples:list, max_len:int) -> list:
-    "Greedy in-order packing of whole tokenized `examples` into rows of at most `max_len` tokens."
+    "Greedy in-order packing of whole tokenized `examples` into rows of at most `max_len` tokens; `seq_lengths` records where each starts."
     rows, cur = [], None
     for e in examples:
         labels = list(e["labels"])
         if labels: labels[0] = -100  # never learn an example's first token from the previous example
         if cur is not None and len(cur["input_ids"]) + len(e["input_ids"]) <= max_len:
             cur["input_ids"] += e["input_ids"]; cur["attention_mask"] += e["attention_mask"]; cur["labels"] += labels
+            cur["seq_lengths"].append(len(e["input_ids"]))
         else:
-            cur = dict(input_ids=list(e["input_ids"]), attention_mask=list(e["attention_mask"]), labels=labels)
+            cur = dict(input_ids=list(e["input_ids"]), attention_mask=list(e["attention_mask"]), labels=labels,
+                       seq_lengths=[len(e["input_ids"])])
             rows.append(cur)
     return rows
 
@@ -573,7 +575,8 @@ def _build(splits, tok, report, config, duplicates=0) -> Prepared:
     for s in SPLITS:
         exs, st = tokenize_records(tok, splits[s], config["max_len"], config["template"])
         rows = pack(exs, config["max_len"]) if config.get("packing") and s == "train" and config["max_len"] else exs
-        tokenized[s] = Dataset.from_dict({k: [r[k] for r in rows] for k in ("input_ids", "attention_mask", "labels")})
+        cols = ("input_ids", "attention_mask", "labels") + (("seq_lengths",) if rows and "seq_lengths" in rows[0] else ())
+        tokenized[s] = Dataset.from_dict({k: [r[k] for r in rows] for k in cols})
         st.update(length=_length_stats(st["lengths"]), rows=len(rows), tokens=sum(len(r["input_ids"]) for r in rows),
                   trained_tokens=sum(l != -100 for r in rows for l in r["labels"]))
         stats[s] = st

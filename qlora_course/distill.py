@@ -13,12 +13,13 @@ import math, tempfile
 
 # %% ../nbs/07_distill.ipynb #2cc60c20
 # the course's models module first: it quiets the one bitsandbytes message a user can do nothing about (see 00)
-from .models import load_model, data_dir, count_params, check_new_output, token_windows
+from .models import load_model, data_dir, count_params, check_new_output, token_windows, model_folder
 import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainingArguments, default_data_collator
 from .data import read_text
 from .prune import save_model_folder
+from .train import FiniteLoss, explain_oom, usable_optim
 
 # %% ../nbs/07_distill.ipynb #65563f12
 KD_KINDS = ("forward_kl", "reverse_kl", "jsd")
@@ -68,8 +69,8 @@ def check_vocab(teacher, student, teacher_tok=None, student_tok=None):
                          "the student must use the teacher's tokenizer")
 
 # %% ../nbs/07_distill.ipynb #0607705b
-class DistillTrainer(Trainer):
-    "A `transformers.Trainer` whose loss is `distill_loss` between the student (the trained model) and a frozen `teacher`."
+class DistillTrainer(FiniteLoss, Trainer):
+    "A `transformers.Trainer` whose loss is `distill_loss` between the student (the trained model) and a frozen `teacher`; stops at a non-finite loss."
     def __init__(self, *args, teacher=None, kind:str="forward_kl", temperature:float=1.0, alpha:float=0.5, beta:float=0.5, **kw):
         super().__init__(*args, **kw)
         if teacher is None and alpha > 0: raise ValueError("DistillTrainer needs a teacher unless alpha=0 (plain fine-tuning)")
@@ -95,6 +96,7 @@ def distill(teacher, student, train_ds, out_dir, steps:int=20, lr:float=5e-5, ba
             callbacks:list|None=None, # extra `TrainerCallback`s, e.g. to measure held-out perplexity during training
             **targs):
     "Train `student` on `train_ds` with `DistillTrainer` (alpha=0: plain fine-tuning); returns the trainer after training."
+    if "optim" in targs: targs["optim"] = usable_optim(targs["optim"], torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     args = TrainingArguments(output_dir=str(out_dir), max_steps=steps, learning_rate=lr, per_device_train_batch_size=batch_size,
                              logging_steps=max(1, steps // 10), save_strategy="no", report_to=[], seed=seed,
                              remove_unused_columns=False, use_cpu=not torch.cuda.is_available(), lr_scheduler_type="constant",
@@ -102,7 +104,8 @@ def distill(teacher, student, train_ds, out_dir, steps:int=20, lr:float=5e-5, ba
     tr = DistillTrainer(model=student, args=args, train_dataset=train_ds, data_collator=default_data_collator,
                         teacher=teacher if alpha > 0 else None, kind=kind, temperature=temperature, alpha=alpha, beta=beta,
                         callbacks=callbacks)
-    tr.train()
+    with explain_oom(f" (distillation: batch_size={batch_size}, sequence length {len(train_ds[0]['input_ids'])}; a smaller student "
+                     "or teacher, or the teacher on another device)"): tr.train()
     return tr
 
 # %% ../nbs/07_distill.ipynb #93604612
@@ -113,12 +116,14 @@ def check_distill_args(args):
         if v < lo: raise ValueError(f"{opt} must be at least {lo}, got {v}")
     for opt, v in (("--alpha", args.alpha), ("--beta", args.beta)):
         if not 0 <= v <= 1: raise ValueError(f"{opt} must be in [0, 1], got {v}")
-    if not args.temperature > 0: raise ValueError(f"--temperature must be > 0, got {args.temperature}")
+    for opt, v in (("--temperature", args.temperature), ("--lr", args.lr)):   # inf or nan trained to NaN weights and exited 0
+        if not (v > 0 and math.isfinite(v)): raise ValueError(f"{opt} must be a positive finite number, got {v}")
 
 def distill_main(args):
     "`qlora-course distill`: distil a student from a teacher on windows of a text file and save the student atomically."
     check_distill_args(args)
-    out = check_new_output(args.out, getattr(args, "force", False), folder=True)
+    out = check_new_output(args.out, getattr(args, "force", False), folder=True,
+                           reads={"--teacher": model_folder(args.teacher), "--student": model_folder(args.student)})
     text = read_text(args.data or data_dir()/"prose"/"domain.txt")
     teacher, tok = load_model(args.teacher, device="cpu" if args.cpu else None)
     student, stok = load_model(args.student, device="cpu" if args.cpu else None)

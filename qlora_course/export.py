@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, AutoConfig, GenerationConfig
 from .models import load_model, resolve_model, model_bytes, data_dir, cache_dir, tiny_random_dir, KNOWN_MODELS
-from .models import end_of_turn_ids, generate, head_dim, require_gguf, check_new_output, atomic_file, write_atomic
+from .models import end_of_turn_ids, generate, head_dim, require_gguf, check_new_output, atomic_file, write_atomic, model_folder
 
 # %% ../nbs/05_export.ipynb #e49311aa
 def make_demo_adapter(base="tiny-random", # model name or folder (see `load_model`)
@@ -202,12 +202,7 @@ def merge_adapter(base, # base model: a name, HF folder, .gguf file or hub id (a
     from peft import PeftModel
     dt = to_dtype(dtype)
     cfg, _ = read_adapter(adapter_dir)
-    o = Path(out_dir).absolute().resolve()
-    kind, where = resolve_model(base)
-    for what, p in (("adapter", adapter_dir), ("base model", where if kind == "folder" else None)):
-        if p is not None and o == Path(p).absolute().resolve():
-            raise ValueError(f"--out {out_dir} is the {what} folder; write the merged model to a new folder")
-    check_new_output(out_dir, force, folder=True)
+    check_new_output(out_dir, force, folder=True, reads={"adapter": adapter_dir, "base model": model_folder(base)})
     model, tok = load_model(base, device=device or "cpu", dtype=dt)   # never quantized: see the measurement above
     n = check_adapter(model, adapter_dir)
     made_for = cfg.get("base_model_name_or_path")
@@ -662,6 +657,7 @@ def export_gguf(model_dir, # merged Hugging Face folder
     if out_dir.exists() and not out_dir.is_dir(): raise NotADirectoryError(f"{out_dir} is a file, not a folder: choose another output folder")
     if out_dir.is_dir():   # a new folder holds nothing to refuse (write_gguf makes it)
         for f in files + ([out_dir/"Modelfile"] if modelfile else []): check_new_output(f, force)
+    if modelfile and system is not None: _q(system)   # a SYSTEM the Modelfile can't hold: refused before any .gguf is written
     if any(t in LLAMA_TYPES for t in types): llama_cpp_module()
     reports = []
     for t, f in zip(types, files):

@@ -112,15 +112,21 @@ def _load(args):
 def chat_main(args, inp=None, out=None):
     "`qlora-course chat`: a terminal chat that keeps the history."
     inp, out = inp or sys.stdin, out or sys.stdout
+    if not 0 < args.top_p <= 1: raise ValueError(f"--top-p must be in (0, 1] (the share of probability sampled from), got {args.top_p}")
+    if not 0 <= args.temperature < float("inf"): raise ValueError(f"--temperature must be 0 (greedy) or a positive finite number, got {args.temperature}")
     model, tok = _load(args)
     c = Chat(model, tok, system=args.system, max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0,
              temperature=args.temperature or 1.0, top_p=args.top_p)
     print("chat: /reset clears the history, /quit leaves", file=out)
-    for line in inp:
-        q = line.strip()
-        if q in ("/quit", "/exit"): break
-        if q == "/reset": c.reset(); print("(history cleared)", file=out); continue
-        if q: print(f"> {c.say(q)}", file=out, flush=True)
+    try:
+        for line in inp:
+            q = line.strip()
+            if q in ("/quit", "/exit"): break
+            if q == "/reset": c.reset(); print("(history cleared)", file=out); continue
+            if q: print(f"> {c.say(q)}", file=out, flush=True)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"the input is not UTF-8 text (byte {e.object[e.start:e.start+1]!r} of a {len(e.object)}-byte read); "
+                         "convert it first, e.g. iconv -f latin1 -t utf-8") from None
 
 def eval_main(args):
     "`qlora-course eval`: exact match and answer loss on a split, base vs adapter, with a CSV."

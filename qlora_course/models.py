@@ -11,8 +11,9 @@ __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN
            'tiny_random_dir', 'get_device', 'get_compute_dtype', 'hardware_preset', 'quant_config', 'resolve_model',
            'load_tokenizer', 'cpu_4bit_paths', 'SayOnce', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once',
            'count_params', 'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit',
-           'cpu_4bit_training', 'linear_names', 'detect_lora_targets', 'head_dim', 'check_new_output', 'atomic_file',
-           'write_atomic', 'gen_speed', 'token_windows', 'read_yaml_mapping', 'coerce_field', 'models_main']
+           'cpu_4bit_training', 'linear_names', 'detect_lora_targets', 'head_dim', 'model_folder', 'check_new_output',
+           'atomic_file', 'write_atomic', 'gen_speed', 'token_windows', 'read_yaml_mapping', 'coerce_field',
+           'models_main']
 
 # %% ../nbs/00_models.ipynb #808c8b71
 import os, errno, time, json, logging, warnings, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
@@ -186,8 +187,16 @@ def tiny_random_dir() -> Path:
 
 # %% ../nbs/00_models.ipynb #4b448144
 def get_device(device=None) -> torch.device:
-    "`device` if given, else cuda, mps or cpu, whichever is available first."
-    if device is not None: return torch.device(device)
+    "`device` if given (refused in one line where this machine has no such device), else cuda, mps or cpu, whichever is available first."
+    if device is not None:
+        try: d = torch.device(device)
+        except (RuntimeError, TypeError): raise ValueError(f"unknown device {device!r}: use cpu, cuda (or cuda:N) or mps") from None
+        mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        if d.type == "cuda" and not (torch.cuda.is_available() and (d.index or 0) < torch.cuda.device_count()) or d.type == "mps" and not mps:
+            raise ValueError(f"device {device!r}: PyTorch sees no such device on this machine ({torch.cuda.device_count()} CUDA GPUs, "
+                             f"{'an' if mps else 'no'} Apple GPU); use cpu, or leave the device out to take the best one there is")
+        if d.type not in ("cpu", "cuda", "mps"): raise ValueError(f"device {device!r}: the course runs on cpu, cuda or mps")
+        return d
     if torch.cuda.is_available(): return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(): return torch.device("mps")
     return torch.device("cpu")
@@ -304,8 +313,28 @@ def _linear4bit_layers(model) -> list:
     import bitsandbytes as bnb
     return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
 
+def _unpack_fused(B, qs) -> torch.Tensor:
+    "The [N, K] float weights held in bitsandbytes' repacked (fused bf16 CPU) 4-bit layout `B` with state `qs`."
+    n, k = qs.shape
+    p = B.reshape(-1, 32)
+    codes = torch.cat([p & 0xF, p >> 4], dim=-1).reshape(n // 32, k // 2, 32, 2).transpose(1, 2).reshape(n, k)
+    scale = qs.absmax.float().T.repeat_interleave(qs.blocksize, dim=1)   # absmax is stored [K/block, N]
+    return qs.code.float()[codes.long()] * scale
+
+def _read_repacked_4bit():
+    "Make bitsandbytes' `dequantize_4bit` read weights its fused CPU kernel repacked (it reads them as the plain layout: garbage)."
+    import bitsandbytes.functional as F
+    if hasattr(F.dequantize_4bit, "plain"): return   # done already
+    plain = F.dequantize_4bit
+    def dequantize_4bit(A, quant_state=None, *args, **kw):
+        if not getattr(quant_state, "packing_format_for_cpu", False): return plain(A, quant_state, *args, **kw)
+        return _unpack_fused(A, quant_state).to(getattr(quant_state, "original_dtype", quant_state.dtype))
+    dequantize_4bit.plain = plain
+    F.dequantize_4bit = dequantize_4bit
+
 def _fit_cpu_4bit(model):
-    "Send the 4-bit layers that the fused bf16 CPU kernel can't take down bitsandbytes' dequantize path."
+    "Send the 4-bit layers that the fused bf16 CPU kernel can't take down bitsandbytes' dequantize path; let repacked weights be read back."
+    _read_repacked_4bit()   # PEFT's merge_and_unload and transformers' dequantize() read the weights through dequantize_4bit
     for m in _linear4bit_layers(model):
         if getattr(m, "support_avx512bf16_for_cpu", False) and not _packed_cpu_ok(m): m.support_avx512bf16_for_cpu = False
     return model
@@ -400,6 +429,10 @@ def generate(model, tok, prompts:list, # message lists, or strings (one user mes
         bs = 1 if stream else batch_size
         for i in range(0, len(texts), bs):
             enc = tok(texts[i:i+bs], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+            room = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+            if room and enc["input_ids"].shape[1] + max_new_tokens > room:   # past it, positions the model never learned: garbage, slowly
+                raise ValueError(f"max_new_tokens={max_new_tokens} after a {enc['input_ids'].shape[1]}-token prompt is more than the model's "
+                                 f"{room} positions: ask for at most {room - enc['input_ids'].shape[1]} new tokens")
             streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True) if stream else None
             g = model.generate(**enc, **kw, streamer=streamer)
             out += [tok.decode(r[enc["input_ids"].shape[1]:], skip_special_tokens=True).strip() for r in g]
@@ -478,14 +511,6 @@ def perplexity(model, tok, text:str, # the text to score
     return dict(ppl=math.exp(loss), loss=loss, tokens=count, bpc=loss * count / math.log(2) / nchars)
 
 # %% ../nbs/00_models.ipynb #e33bf8c2
-def _unpack_fused(B, qs) -> torch.Tensor:
-    "The [N, K] float weights held in bitsandbytes' repacked (fused bf16 CPU) 4-bit layout `B` with state `qs`."
-    n, k = qs.shape
-    p = B.reshape(-1, 32)
-    codes = torch.cat([p & 0xF, p >> 4], dim=-1).reshape(n // 32, k // 2, 32, 2).transpose(1, 2).reshape(n, k)
-    scale = qs.absmax.float().T.repeat_interleave(qs.blocksize, dim=1)   # absmax is stored [K/block, N]
-    return qs.code.float()[codes.long()] * scale
-
 @contextmanager
 def fused_cpu_4bit():
     "Run bitsandbytes' AVX-512 bf16 4-bit CPU path (repacking included) on any CPU, a PyTorch matmul of bf16 values, without a backward pass like the kernel, standing in for it."
@@ -559,12 +584,27 @@ def head_dim(cfg) -> int:
     return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
 
 # %% ../nbs/00_models.ipynb #cc2a174d
+def model_folder(name) -> Path|None:
+    "The folder model `name` is read from when it is a folder (a known name's cache folder included); None for a hub id or a .gguf file."
+    kind, where = resolve_model(name)
+    return Path(where) if kind == "folder" else None
+
 def check_new_output(path, # the file or folder a command is about to write
                      force:bool=False, # allow replacing it
                      folder:bool=False, # `path` is a folder (else a file)
+                     reads:dict|None=None, # what -> folder the command reads: never written, even with `force`
                     ) -> Path:
-    "Refuse to write over an existing file, or into a non-empty folder, `path` unless `force`; returns `path`."
+    "Refuse to write over an existing file, or into a non-empty folder, `path` unless `force`; never over a device, a folder the command reads, or the model cache."
     p = Path(path)
+    if p.exists() and not p.is_dir() and not p.is_file():
+        raise ValueError(f"{p} is not a regular file (a device, pipe or socket): give the path of a file to write")
+    if folder:
+        o, cache = p.absolute().resolve(), cache_dir().resolve()
+        for what, src in (reads or {}).items():
+            if src is not None and o == Path(src).absolute().resolve():
+                raise ValueError(f"{p} is the {what} folder, which this command reads: write to a new folder")
+        if o == cache or cache in o.parents:
+            raise ValueError(f"{p} is inside the course's model cache ({cache}), where the models the course names live: choose a folder outside it")
     if folder and p.exists() and not p.is_dir(): raise FileExistsError(f"{p} exists and is a file, not a folder: choose another output folder")
     if not folder and p.is_dir(): raise IsADirectoryError(f"{p} is a folder: give the path of the file to write")
     if not folder and not p.parent.is_dir(): raise FileNotFoundError(f"{p.parent} does not exist: create it first, or write {p.name} elsewhere")

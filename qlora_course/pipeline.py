@@ -57,6 +57,8 @@ class PipelineConfig:
         if bad_steps: raise ValueError(f"skip names unknown step(s) {bad_steps}; steps are {STEPS}")
         for k in ("train_steps", "distill_steps", "recover_steps", "compress_ctx", "compress_batch"):
             if getattr(self, k) < 1: raise ValueError(f"field {k}: must be at least 1, got {getattr(self, k)}")
+        for k in ("eval_n", "prune_eval_n", "compress_chars"):   # -5 meant "all but the last five" (recs[:-5]) without a word
+            if getattr(self, k) is not None and getattr(self, k) < 1: raise ValueError(f"field {k}: must be at least 1, or null for all, got {getattr(self, k)}")
         if not 0 < self.prune_ratio < 1: raise ValueError(f"field prune_ratio: must be between 0 and 1, got {self.prune_ratio}")
         if self.train: self._check_train()
 

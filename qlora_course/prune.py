@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig
 from .models import (load_model, data_dir, count_params, model_bytes, perplexity, head_dim,
-                                 check_new_output)
+                                 check_new_output, model_folder)
 from .data import read_text
 
 # %% ../nbs/06_prune.ipynb #dc17ad21
@@ -243,7 +243,8 @@ def prune_main(args):
     nm = parse_nm(args.nm) if args.nm else None
     if nm and structured: raise ValueError("--nm applies to magnitude/wanda, not to structured methods")
     if not 0 <= args.sparsity < 1: raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
-    out = check_new_output(args.out, getattr(args, "force", False), folder=True)
+    if args.calib_batches < 1: raise ValueError(f"--calib-batches must be at least 1, got {args.calib_batches}")
+    out = check_new_output(args.out, getattr(args, "force", False), folder=True, reads={"--model": model_folder(args.model)})
     calib = read_text(args.calib) if args.calib else None
     model, tok = load_model(args.model, device="cpu")
     cal = calibration_batches(tok, calib, n_batches=args.calib_batches, batch_size=2, seq_len=128) if args.method in ("taylor", "wanda") else None

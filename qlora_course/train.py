@@ -7,11 +7,11 @@ Docs: https://qlora-course.github.io/qlora-course/train.html.md"""
 # %% auto #0
 __all__ = ['REPORT_TO', 'PRESETS', 'OOM_ADVICE', 'RUN_RECORD', 'SCALE_MODELS', 'MODEL_SHAPES', 'ENGINES', 'MODEL_PRESETS',
            'TrainConfig', 'load_config', 'read_split', 'load_splits', 'check_dataset', 'dist_info', 'per_device_accum',
-           'build_model', 'trainable_report', 'LossPlotCallback', 'NonFiniteLoss', 'is_oom', 'CourseTrainer',
-           'RunRecord', 'check_resume', 'sft_config', 'make_trainer', 'TrainResult', 'train', 'StopAtStep',
-           'adapter_state', 'loss_curves', 'compare_runs', 'plot_runs', 'scale_model', 'nf4_bytes', 'nf4_model_bytes',
-           'layer_activation_bytes', 'memory_plan', 'fit_batch', 'field_docs', 'config_flags', 'config_overrides',
-           'config_from_args', 'train_main']
+           'build_model', 'trainable_report', 'LossPlotCallback', 'NonFiniteLoss', 'is_oom', 'explain_oom',
+           'FiniteLoss', 'CourseTrainer', 'RunRecord', 'check_resume', 'usable_optim', 'sft_config', 'PackedCollator',
+           'make_trainer', 'TrainResult', 'train', 'StopAtStep', 'adapter_state', 'loss_curves', 'compare_runs',
+           'plot_runs', 'scale_model', 'nf4_bytes', 'nf4_model_bytes', 'layer_activation_bytes', 'memory_plan',
+           'fit_batch', 'field_docs', 'config_flags', 'config_overrides', 'config_from_args', 'train_main']
 
 # %% ../nbs/03_train.ipynb #cebbacd7
 import os, re, io, gc, json, math, time, typing, contextlib, dataclasses, inspect, argparse, hashlib, importlib, importlib.util
@@ -20,13 +20,14 @@ from dataclasses import dataclass, asdict, fields
 
 # %% ../nbs/03_train.ipynb #b42a74ef
 # the course's models module first: it quiets the one bitsandbytes message a user can do nothing about (see 00)
-from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field, LORA_TARGETS, DEFAULT_MODEL, cpu_4bit_training
+from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field, LORA_TARGETS, DEFAULT_MODEL, cpu_4bit_training, hardware_preset
 import torch, yaml
 from transformers import TrainerCallback, AutoModelForCausalLM
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, PeftModel
 from trl import SFTTrainer, SFTConfig
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from .survey import plan_methods
 
 # %% ../nbs/03_train.ipynb #2ba3b6ac
@@ -75,8 +76,12 @@ class TrainConfig:
         if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"field max_steps: must be positive (or -1 to use epochs), got {self.max_steps}")
         if self.max_steps == -1 and not self.epochs > 0: raise ValueError(f"field epochs: must be positive when max_steps is -1, got {self.epochs}")
         if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)): raise ValueError(f"field learning_rate: must be a positive number, got {self.learning_rate}")
-        if not 0 <= self.warmup_ratio <= 1: raise ValueError(f"field warmup_ratio: must be between 0 and 1, got {self.warmup_ratio}")
+        for k in ("weight_decay", "max_grad_norm", "epochs"):   # nan would switch clipping off, or train to NaN weights, without a word
+            if not (math.isfinite(getattr(self, k)) and getattr(self, k) >= 0): raise ValueError(f"field {k}: must be a finite number, 0 or more, got {getattr(self, k)}")
+        if not 0 <= self.warmup_ratio < 1: raise ValueError(f"field warmup_ratio: must be at least 0 and below 1, got {self.warmup_ratio}")
         if not 0 <= self.lora_dropout < 1: raise ValueError(f"field lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if self.compute_dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ValueError(f"field compute_dtype: {self.compute_dtype!r} is not one of float32, bfloat16, float16 (or null: bf16/fp16 on a GPU, fp32 on a CPU)")
         if self.report_to not in REPORT_TO: raise ValueError(f"field report_to: {self.report_to!r} is not one of {', '.join(map(str, REPORT_TO))}")
 
     @classmethod
@@ -205,6 +210,11 @@ def build_model(cfg:TrainConfig, model=None, tok=None):
     elif cfg.gradient_checkpointing: model.enable_input_require_grads()  # FSDP needs one dtype per shard: no fp32 upcast
     targets = cfg.target_modules
     if isinstance(targets, str): targets = detect_lora_targets(model, targets)
+    narrowest = min((min(m.in_features, m.out_features) for n, m in model.named_modules()
+                     if n.rsplit(".", 1)[-1] in targets and hasattr(m, "in_features")), default=None)
+    if narrowest and cfg.lora_r > narrowest:   # before PEFT allocates it (rank 10^8: an allocation error; 10^23: an overflow)
+        raise ValueError(f"field lora_r: {cfg.lora_r} is more than the narrowest target layer's {narrowest} features; "
+                         f"a higher rank adds parameters but no capacity: use at most {narrowest}")
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=list(targets),
                     bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, lc), tok
@@ -254,14 +264,25 @@ def is_oom(e:BaseException) -> bool:
     if isinstance(e, (torch.OutOfMemoryError, MemoryError)): return True
     return isinstance(e, RuntimeError) and any(s in str(e) for s in ("DefaultCPUAllocator: can't allocate", "DefaultCPUAllocator: not enough memory"))
 
-class CourseTrainer(SFTTrainer):
-    "TRL's `SFTTrainer` that stops at the first non-finite loss, naming the step."
+@contextlib.contextmanager
+def explain_oom(detail:str=""):
+    "Turn an out-of-memory error inside the block into a `MemoryError` with the course's advice (and `detail`: the settings to change)."
+    try: yield
+    except (RuntimeError, MemoryError) as e:   # torch.OutOfMemoryError is a RuntimeError
+        if not is_oom(e): raise
+        raise MemoryError(OOM_ADVICE + detail) from e
+
+class FiniteLoss:
+    "A `Trainer` mixin that stops at the first non-finite training loss, naming the step."
     def training_step(self, model, inputs, *a, **kw):
         loss = super().training_step(model, inputs, *a, **kw)
         if not torch.isfinite(loss).all():
             raise NonFiniteLoss(f"Training loss became {loss.item()} at step {self.state.global_step + 1}. "
                                 "Lower learning_rate, check the data for empty answers, or use fp32/bf16 compute.")
         return loss
+
+class CourseTrainer(FiniteLoss, SFTTrainer):
+    "TRL's `SFTTrainer` that stops at the first non-finite loss, naming the step."
 
 # %% ../nbs/03_train.ipynb #81cde0bd
 RUN_RECORD = "course_run.json"
@@ -300,16 +321,24 @@ def _report_to(cfg:TrainConfig) -> list:
 
 _HAS_AC = "activation_checkpointing" in SFTConfig.__dataclass_fields__  # the new name of gradient_checkpointing (transformers >= 5.x)
 
+def usable_optim(optim:str, dev) -> str:
+    "`optim`, or `adamw_torch` where bitsandbytes' paged and 8-bit optimizers don't run (anywhere but on a CUDA GPU)."
+    return optim if dev.type == "cuda" or "paged" not in optim and "8bit" not in optim else "adamw_torch"
+
+def _warmup(cfg:TrainConfig) -> int|float:
+    "SFTConfig's `warmup_steps`: a step count for a run of `max_steps`, else the ratio, which the trainer applies to the run's real length."
+    return round(cfg.warmup_ratio * cfg.max_steps) if cfg.max_steps > 0 else cfg.warmup_ratio
+
 def sft_config(cfg:TrainConfig, has_eval:bool=False, **extra) -> SFTConfig:
     "The TRL `SFTConfig` for `cfg`, with accumulation divided among the processes this one was launched with."
     dev = get_device(); dt = _dtype(cfg); info = dist_info()
-    optim = cfg.optim if dev.type == "cuda" or "paged" not in cfg.optim and "8bit" not in cfg.optim else "adamw_torch"
+    optim = usable_optim(cfg.optim, dev)
     # FSDP's own activation checkpointing (set in its accelerate config) replaces the trainer's; both at once is refused
     ckpt = cfg.gradient_checkpointing and dev.type == "cuda" and not parse_flag_from_env("FSDP_ACTIVATION_CHECKPOINTING")
     ckpt_kw = {f"{'activation' if _HAS_AC else 'gradient'}_checkpointing": ckpt,
                f"{'activation' if _HAS_AC else 'gradient'}_checkpointing_kwargs": {"use_reentrant": False} if ckpt else None}
     kw = dict(output_dir=cfg.output_dir, max_steps=cfg.max_steps, num_train_epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-              lr_scheduler_type=cfg.lr_scheduler, warmup_steps=max(0, round(cfg.warmup_ratio * max(cfg.max_steps, 0))),
+              lr_scheduler_type=cfg.lr_scheduler, warmup_steps=_warmup(cfg),
               per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
               gradient_accumulation_steps=per_device_accum(cfg.grad_accum, info["world_size"]),
               optim=optim, weight_decay=cfg.weight_decay, **ckpt_kw,
@@ -324,12 +353,24 @@ def sft_config(cfg:TrainConfig, has_eval:bool=False, **extra) -> SFTConfig:
     kw.update(extra)
     return SFTConfig(**kw)
 
+@dataclass
+class PackedCollator(DataCollatorForLanguageModeling):
+    "TRL's collator for rows `data.pack` packed: positions restart at each example and no attention mask, so attention stays inside each example."
+    return_position_ids:bool = True
+    def torch_call(self, examples:list) -> dict:
+        out = super().torch_call(examples)
+        out.pop("attention_mask")   # without one, transformers builds its mask from the positions: one block per example (and per pad)
+        out["use_cache"] = False    # ... but only when no cache is made (a model's config may ask for one even in training)
+        return out
+
 def make_trainer(cfg:TrainConfig, model, tok, train_ds, eval_ds=None, callbacks=(), trainer_cls=CourseTrainer, live:bool=True, **extra):
     "A `CourseTrainer` (or `trainer_cls`) for `model` on tokenized `train_ds`, with the loss-plot callback (drawn live in a notebook if `live`)."
     args = sft_config(cfg, has_eval=eval_ds is not None, **extra)
     plot = LossPlotCallback(Path(cfg.output_dir)/"loss.png", live=live)
+    packed = "seq_lengths" in (getattr(train_ds, "column_names", None) or [])   # rows packed by the data stage
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     tr = trainer_cls(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
-                     callbacks=[plot, RunRecord(cfg), *callbacks])
+                     data_collator=PackedCollator(pad_token_id=pad) if packed else None, callbacks=[plot, RunRecord(cfg), *callbacks])
     tr.loss_plot = plot
     return tr
 
@@ -377,12 +418,9 @@ def train(cfg:TrainConfig, train_ds=None, eval_ds=None, model=None, tok=None, ca
     if main and rec.get("world_size", info["world_size"]) != info["world_size"]:
         print(f"resuming {resume}, saved on {rec['world_size']} processes, on {info['world_size']} (same global batch)")
     t0 = time.time()
-    try:
-        with cpu_4bit_training(model): res = tr.train(resume_from_checkpoint=resume)   # an AVX-512 bf16 CPU's fused 4-bit kernel has no backward (see 00)
-    except (RuntimeError, MemoryError) as e:   # torch.OutOfMemoryError is a RuntimeError
-        if not is_oom(e): raise
-        raise MemoryError(OOM_ADVICE + f" (config: batch_size={cfg.batch_size}, max_len={cfg.max_len}, lora_r={cfg.lora_r}, "
-                          f"gradient_checkpointing={cfg.gradient_checkpointing})") from e
+    with explain_oom(f" (config: batch_size={cfg.batch_size}, max_len={cfg.max_len}, lora_r={cfg.lora_r}, "
+                     f"gradient_checkpointing={cfg.gradient_checkpointing})"), cpu_4bit_training(model):
+        res = tr.train(resume_from_checkpoint=resume)   # an AVX-512 bf16 CPU's fused 4-bit kernel has no backward (see 00)
     secs = time.time() - t0
     m = dict(train_loss=res.training_loss, train_seconds=round(secs, 1), steps=tr.state.global_step,
              trainable_params=count_params(model, True), resumed_from=resume, world_size=info["world_size"],
@@ -595,10 +633,11 @@ def config_overrides(args, cls) -> dict:
     return over
 
 def config_from_args(args) -> TrainConfig:
-    "A `TrainConfig` from parsed CLI `args` (YAML file, then preset, then flags)."
+    "A `TrainConfig` from parsed CLI `args`: the preset (`--preset`, else the file's, else this machine's), then the YAML file, then flags."
     over = config_overrides(args, TrainConfig)
+    if args.preset: over["preset"] = args.preset   # replaces the file's preset, as every flag replaces the file's value
     if args.config: return load_config(TrainConfig, args.config, **over)
-    return load_config(TrainConfig, preset=args.preset, **over)
+    return load_config(TrainConfig, **{"preset": hardware_preset(), **over})
 
 def train_main(args):
     "`qlora-course train`: run a training from a config file and/or flags."

@@ -197,10 +197,12 @@ def test_train_options_kept():
         assert k in by_string, k
         assert by_string[k]["dest"] == a["dest"] and by_string[k].get("type") == a.get("type"), k
     assert new["--config"] == old["--config"]
-    # --preset kept its old choices and default, and gained the per-model presets (issue 14: train.MODEL_PRESETS)
+    # --preset kept its old choices and gained the per-model presets (issue 14: train.MODEL_PRESETS); its default is no
+    # longer 'cpu' but this machine's preset (issue 33: fp32 'cpu' training on a GPU unless the user named one), said in its help
     from qlora_course.train import MODEL_PRESETS
     preset = dict(new["--preset"]); assert preset.pop("choices") == old["--preset"]["choices"] + list(MODEL_PRESETS)
-    assert preset == {k: v for k, v in old["--preset"].items() if k != "choices"}
+    assert "this machine's" in preset.pop("help") and preset.pop("default") is None and old["--preset"]["default"] == "cpu"
+    assert preset == {k: v for k, v in old["--preset"].items() if k not in ("choices", "default")}
     from dataclasses import fields
     from qlora_course.train import TrainConfig
     assert {a["dest"] for a in new.values()} == {f.name for f in fields(TrainConfig)} | {"config", "preset"}

@@ -20,6 +20,7 @@ def files(tmp):
     (tmp/"full").mkdir(); (tmp/"full"/"precious.txt").write_text(KEEP)
     (tmp/"notmodel.gguf").write_bytes(b"PK\x03\x04 not a gguf")
     (tmp/"empty.jsonl").write_text("")
+    for k in ("eval_n", "prune_eval_n", "compress_chars"): (tmp/f"neg_{k}.yaml").write_text(f"model: tiny-random\n{k}: -5\n")
 
 CASES = [  # (name, argv, exit code, words the message must contain)
     ("train: missing config", ["train", "--config", "{t}/missing.yaml"], 2, ["missing.yaml"]),
@@ -28,9 +29,24 @@ CASES = [  # (name, argv, exit code, words the message must contain)
     ("train: zero steps", ["train", "--config", "{t}/zero.yaml"], 2, ["max_steps"]),
     ("train: negative learning rate", ["train", "--config", "{t}/neglr.yaml"], 2, ["learning_rate"]),
     ("train: learning rate not a number", ["train", "--config", "{t}/strlr.yaml"], 2, ["learning_rate"]),
+    # issue 33: these exited 0 (NaN weights, or gradient clipping silently off)
+    ("train: weight decay nan", ["train", "--preset", "tiny", "--weight-decay", "nan", "--output-dir", "{t}/r"], 2, ["weight_decay", "finite"]),
+    ("train: weight decay inf", ["train", "--preset", "tiny", "--weight-decay", "inf", "--output-dir", "{t}/r"], 2, ["weight_decay", "finite"]),
+    ("train: max grad norm nan", ["train", "--preset", "tiny", "--max-grad-norm", "nan", "--output-dir", "{t}/r"], 2, ["max_grad_norm", "finite"]),
+    ("train: epochs inf", ["train", "--preset", "tiny", "--max-steps", "-1", "--epochs", "inf", "--output-dir", "{t}/r"], 2, ["epochs", "finite"]),
+    ("train: compute dtype bogus", ["train", "--preset", "tiny", "--compute-dtype", "bogus", "--output-dir", "{t}/r"], 2, ["compute_dtype", "bogus", "float32"]),
+    ("train: LoRA rank above the layers' width", ["train", "--preset", "tiny", "--lora-r", "100000000", "--output-dir", "{t}/r"], 2, ["lora_r", "at most"]),
+    ("train: LoRA rank that overflows", ["train", "--preset", "tiny", "--lora-r", "99999999999999999999999", "--output-dir", "{t}/r"], 2, ["lora_r", "at most"]),
+    ("chat: top-p above 1", ["chat", "--model", "tiny-random", "--top-p", "2"], 2, ["--top-p", "(0, 1]"]),
+    ("chat: temperature nan", ["chat", "--model", "tiny-random", "--temperature", "nan"], 2, ["--temperature"]),
     ("eval: negative limit", ["eval", "--model", "tiny-random", "--limit", "-1"], 2, ["--limit", "at least 0"]),
+    ("eval: more new tokens than the model has positions", ["eval", "--model", "tiny-random", "--limit", "1", "--max-new-tokens", "100000"], 2, ["max_new_tokens=100000", "positions", "at most"]),   # issue 33: generated past them
     ("eval: csv exists", ["eval", "--model", "tiny-random", "--csv", "{t}/rows.csv"], 2, ["rows.csv", "--force"]),
     ("zip: missing input", ["zip", "{t}/missing.txt", "{t}/o.llmz", "--model", "tiny-random"], 2, ["missing.txt"]),
+    ("zip: --force onto a device", ["zip", "{t}/a.txt", "/dev/null", "--model", "tiny-random", "--force"], 2, ["/dev/null", "not a regular file"]),   # replaced /dev/null (issue 33)
+    ("zip: --device bogus", ["zip", "{t}/a.txt", "{t}/o.llmz", "--model", "tiny-random", "--device", "bogus"], 2, ["'bogus'", "cpu, cuda"]),   # tracebacks (issue 33)
+    *[(f"{c}: --device {d} where there is none", [c, "{t}/a.txt", "{t}/o.out", "--model", "tiny-random", "--device", d], 2,
+       [f"'{d}'", "no such device"]) for c in ("zip",) for d in ("cuda", "mps")],
     ("zip: output exists", ["zip", "{t}/a.txt", "{t}/existing.out", "--model", "tiny-random"], 2, ["existing.out", "--force"]),
     ("unzip: not an archive", ["unzip", "{t}/notarchive.bin", "{t}/o.txt", "--model", "tiny-random"], 2, ["notarchive.bin"]),
     ("unzip: a directory", ["unzip", "{t}/adir", "{t}/o.txt", "--model", "tiny-random"], 2, ["adir"]),
@@ -39,9 +55,26 @@ CASES = [  # (name, argv, exit code, words the message must contain)
     ("gguf: not a model", ["gguf", "{t}/notmodel.gguf", "--out-dir", "{t}/g"], 2, ["notmodel.gguf"]),
     ("pipeline: missing config", ["pipeline", "--config", "{t}/missing.yaml"], 2, ["missing.yaml"]),
     ("pipeline: YAML syntax error", ["pipeline", "--config", "{t}/bad.yaml"], 2, ["bad.yaml", "line"]),
+    # issue 33: a negative count took all but the last N records (recs[:-5]) without a word
+    *[(f"pipeline: {k} -5", ["pipeline", "--config", "{t}/neg_%s.yaml" % k], 2, [f"neg_{k}.yaml", k, "at least 1"]) for k in ("eval_n", "prune_eval_n", "compress_chars")],
 ]
 
 @pytest.mark.parametrize("name,argv,code,words", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(name, argv, code, words, tmp_path, bad_input):
     files(tmp_path)
     bad_input(name, [a.format(t=tmp_path) for a in argv], code, words)
+
+# Issue 33: tracebacks found by the red-team sweep
+def test_chat_says_when_its_input_is_not_utf8(monkeypatch, bad_input):
+    import io, sys
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("caf\xe9\n".encode("latin-1")), encoding="utf-8"))
+    bad_input("chat: latin-1 on stdin", ["chat", "--model", "tiny-random"], 2, ["not UTF-8", "iconv"])
+
+def test_a_pickled_adapter_is_one_line(tmp_path, bad_input):
+    import torch
+    from qlora_course.export import make_demo_adapter
+    ad = make_demo_adapter("tiny-random", tmp_path/"ad")
+    for f in ad.glob("adapter_model.*"): f.unlink()
+    torch.save({"w": torch.zeros(1), "run": print}, ad/"adapter_model.bin")   # not plain tensors: weights_only refuses it
+    out = bad_input("eval: a pickled adapter", ["eval", "--model", "tiny-random", "--adapter", str(ad), "--limit", "1"], 2, ["pickle", "safetensors"])
+    assert len(out.err.strip().splitlines()) == 1

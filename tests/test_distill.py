@@ -106,3 +106,26 @@ def test_callbacks_are_called_every_step(tmp_path):
     cb = Count()
     distill(teacher, random_model("tiny-random", seed=3), ds, tmp_path, steps=3, lr=1e-3, alpha=0.5, callbacks=[cb])
     assert cb.steps == [(1, True), (2, True), (3, True)]
+
+# Issue 33: distillation gets training's guards (one implementation: `train.FiniteLoss`, `train.explain_oom`).
+def _tiny_pair():
+    teacher, tok = load_model("tiny-random"); student, _ = load_model("tiny-random")
+    return teacher, student, token_windows(tok, "The third of May, 2021, was a Monday. " * 40, 32)
+
+def test_a_non_finite_loss_stops_distillation_naming_the_step(tmp_path):
+    from qlora_course.train import NonFiniteLoss
+    teacher, student, ds = _tiny_pair()
+    with torch.no_grad(): student.get_input_embeddings().weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss, match="at step 1"): distill(teacher, student, ds, tmp_path, steps=3)
+
+def test_out_of_memory_in_distillation_gets_the_advice(tmp_path, monkeypatch):
+    from transformers import Trainer
+    teacher, student, ds = _tiny_pair()
+    def oom(*a, **k): raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")
+    monkeypatch.setattr(Trainer, "train", oom)
+    with pytest.raises(MemoryError, match="Out of memory.*distillation: batch_size=2, sequence length 32"): distill(teacher, student, ds, tmp_path)
+
+def test_distillation_falls_back_from_gpu_only_optimizers(tmp_path):
+    teacher, student, ds = _tiny_pair()
+    tr = distill(teacher, student, ds, tmp_path, steps=1, optim="paged_adamw_8bit")
+    assert tr.args.optim == ("paged_adamw_8bit" if torch.cuda.is_available() else "adamw_torch")

@@ -176,3 +176,37 @@ def test_end_of_turn_ids_of_other_chat_formats():
         assert end_of_turn_ids(Tok({"<end_of_turn>": 107, "<eos>": 1, **u}, "<eos>", unk)) == [107, 1]
         assert end_of_turn_ids(Tok({"</s>": 2, **u}, None, unk)) == []
     assert end_of_turn_ids(Tok({"<unk>": 5}, "<unk>", "<unk>")) == [5]   # the eos may itself be the unknown token
+
+# Issue 33: PEFT's `merge_and_unload()` reads a 4-bit weight through bitsandbytes' `dequantize_4bit`, which read a weight
+# repacked for the fused bf16 CPU kernel (after any evaluation on an AVX-512 bf16 CPU) as the plain layout: the merged model
+# was garbage (top-token agreement 0.0 on the real model). `load_model` makes `dequantize_4bit` read both layouts.
+def _merged_after_an_evaluation(read_repacked=True):
+    import torch, bitsandbytes.functional as F
+    from unittest import mock
+    from peft import LoraConfig, get_peft_model
+    import qlora_course.models as M
+    off = mock.patch.object(M, "_read_repacked_4bit", lambda: None) if not read_repacked else mock.patch.object(M, "_fit_cpu_4bit", M._fit_cpu_4bit)
+    plain = getattr(F.dequantize_4bit, "plain", F.dequantize_4bit)
+    with M.fused_cpu_4bit(), off, mock.patch.object(F, "dequantize_4bit", F.dequantize_4bit if read_repacked else plain):
+        torch.manual_seed(0)
+        m = get_peft_model(M.load_model("tiny-random", quant="nf4")[0], LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+        lora = [l for l in m.modules() if hasattr(l, "lora_A") and M._packed_cpu_ok(l.base_layer)]
+        want = [plain(l.base_layer.weight.data, l.base_layer.weight.quant_state).float() + l.get_delta_weight("default").float() for l in lora]
+        m.eval()
+        with torch.no_grad(): m(input_ids=torch.randint(3, 1000, (1, 8)))   # an evaluation: the fused path repacks
+        packed = [l.base_layer.weight.quant_state.packing_format_for_cpu for l in lora]
+        bases = [l.base_layer for l in lora]
+        m.merge_and_unload()
+        got = [plain(b.weight.data, b.weight.quant_state).float() for b in bases]
+    # what a correct merge stores: W + BA quantized to NF4 afresh
+    requant = [plain(*F.quantize_4bit(w, blocksize=64, quant_type="nf4")).float() for w in want]
+    return packed, [((g - r).abs().mean() / r.abs().mean()).item() for g, r in zip(got, requant)]
+
+def test_peft_merge_of_a_repacked_4bit_model_is_w_plus_ba_requantized():
+    packed, errs = _merged_after_an_evaluation()
+    assert packed and all(packed)
+    assert max(errs) < 0.01, errs   # only the bf16 rounding of the block scales (a few flipped codes)
+
+def test_peft_merge_without_the_fix_is_wrong():   # the check above fails on the bug it guards
+    packed, errs = _merged_after_an_evaluation(read_repacked=False)
+    assert all(packed) and min(errs) > 0.2, errs

@@ -34,6 +34,7 @@ def files(tmp, made):
     (tmp/"notmodel.gguf").write_bytes(b"PK\x03\x04 not a gguf")
     (tmp/"cut-end.llmz").write_bytes(made["blob"][:-10])
     (tmp/"cut-head.llmz").write_bytes(made["blob"][:12])
+    (tmp/"whole.llmz").write_bytes(made["blob"])
 
 Z = ["--model", "tiny-random"]
 CASES = [  # (name, argv, exit code, words the message must contain)
@@ -44,6 +45,9 @@ CASES = [  # (name, argv, exit code, words the message must contain)
     ("zip: output is a folder", ["zip", "{t}/a.txt", "{t}/adir", *Z, "--force"], 2, ["adir", "is a folder"]),
     ("unzip: an archive cut at its end", ["unzip", "{t}/cut-end.llmz", "{t}/o.txt", *Z], 2, ["cut-end.llmz", "truncated"]),
     ("unzip: an archive cut in its header", ["unzip", "{t}/cut-head.llmz", "{t}/o.txt", *Z], 2, ["cut-head.llmz", "truncated"]),
+    *[(f"unzip: --device {d} where there is none", ["unzip", "{t}/whole.llmz", "{t}/o.txt", *Z, "--device", d], 2, [f"'{d}'", "no such device"])
+      for d in ("cuda", "mps")],   # tracebacks (issue 33)
+    ("unzip: --device bogus", ["unzip", "{t}/whole.llmz", "{t}/o.txt", *Z, "--device", "bogus"], 2, ["'bogus'", "cpu, cuda"]),
     ("unzip: an empty file", ["unzip", "{t}/empty.txt", "{t}/o.txt", *Z], 2, ["empty.txt", "empty file"]),
     ("unzip: missing input", ["unzip", "{t}/missing.llmz", "{t}/o.txt", *Z], 2, ["missing.llmz", "not found"]),
     ("gguf: --type bogus", ["gguf", "{tiny}", "--type", "bogus", "--out-dir", "{t}/g2"], 2, ["'bogus'", "F16", "Q4_K_M"]),
@@ -78,3 +82,9 @@ def test_empty_file_round_trips(tmp_path):
     assert main(["zip", str(tmp_path/"empty.txt"), str(tmp_path/"e.llmz"), *Z]) == 0
     assert main(["unzip", str(tmp_path/"e.llmz"), str(tmp_path/"e.out"), *Z]) == 0
     assert (tmp_path/"e.out").read_bytes() == b"" and (tmp_path/"e.llmz").stat().st_size > 0
+
+def test_gguf_refuses_a_system_message_the_modelfile_cant_hold_before_writing(tmp_path, capsys):
+    'Issue 33: `gguf --system \'a """ b\'` wrote the .gguf, then refused the Modelfile: a partial output.'
+    assert main(["gguf", str(tiny_random_dir()), "--out-dir", str(tmp_path/"g"), "--no-verify", "--system", 'a """ b']) == 2
+    assert '"""' in capsys.readouterr().err
+    assert not (tmp_path/"g").exists() or not list((tmp_path/"g").iterdir())

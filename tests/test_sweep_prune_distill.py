@@ -4,6 +4,7 @@ The commands run in-process (`cli.main`), so an uncaught exception (a traceback 
 every refusal must come before a model is loaded: loading one here fails the case."""
 import pytest
 from qlora_course.cli import main
+from qlora_course.models import tiny_random_dir, cache_dir
 
 KEEP = "keep me: this file must survive"
 
@@ -24,6 +25,11 @@ CASES = [  # (name, argv, exit code, words the message must contain)
     ("prune: --nm not N:M", PRUNE + ["--method", "wanda", "--nm", "2:x", "--out", "{t}/o"], 2, ["--nm", "2:x"]),
     ("prune: --nm with N > M", PRUNE + ["--method", "wanda", "--nm", "4:2", "--out", "{t}/o"], 2, ["--nm", "4:2"]),
     ("prune: --nm with a structured method", PRUNE + ["--method", "l2", "--nm", "2:4", "--out", "{t}/o"], 2, ["--nm", "structured"]),
+    # issue 33: with --force these wrote over the model being read, or changed what a course name means
+    ("prune: --out the --model folder", PRUNE + ["--method", "l2", "--out", str(tiny_random_dir()), "--force"], 2, ["is the --model folder"]),
+    ("prune: --out inside the model cache", PRUNE + ["--method", "l2", "--out", str(cache_dir()/"my-pruned"), "--force"], 2, ["model cache"]),
+    ("prune: --calib-batches -1", PRUNE + ["--method", "wanda", "--calib-batches", "-1", "--out", "{t}/o"], 2, ["--calib-batches", "at least 1"]),
+    ("distill: --out the --student folder", DISTILL + ["--out", str(tiny_random_dir()), "--force"], 2, ["is the --teacher folder"]),
     ("prune: sparsity 1.5", PRUNE + ["--method", "l2", "--sparsity", "1.5", "--out", "{t}/o"], 2, ["--sparsity", "1.5"]),
     ("prune: sparsity nan", PRUNE + ["--method", "l2", "--sparsity", "nan", "--out", "{t}/o"], 2, ["--sparsity"]),
     ("prune: sparsity not a number", PRUNE + ["--method", "l2", "--sparsity", "half", "--out", "{t}/o"], 2, ["--sparsity"]),
@@ -39,6 +45,9 @@ CASES = [  # (name, argv, exit code, words the message must contain)
     ("distill: --batch-size 0", DISTILL + ["--batch-size", "0", "--out", "{t}/o"], 2, ["--batch-size"]),
     ("distill: --alpha 2", DISTILL + ["--alpha", "2", "--out", "{t}/o"], 2, ["--alpha"]),
     ("distill: --temperature 0", DISTILL + ["--temperature", "0", "--out", "{t}/o"], 2, ["--temperature"]),
+    ("distill: --temperature inf", DISTILL + ["--temperature", "inf", "--out", "{t}/o"], 2, ["--temperature", "finite"]),   # exited 0 with NaN weights (issue 33)
+    ("distill: --lr inf", DISTILL + ["--lr", "inf", "--out", "{t}/o"], 2, ["--lr", "finite"]),
+    ("distill: --lr nan", DISTILL + ["--lr", "nan", "--out", "{t}/o"], 2, ["--lr", "finite"]),
     ("distill: unknown loss", DISTILL + ["--kind", "tvd", "--out", "{t}/o"], 2, ["tvd"]),
     ("distill: --data UTF-16", DISTILL + ["--data", "{t}/utf16.txt", "--out", "{t}/o"], 2, ["utf16.txt", "UTF-16", "iconv -f UTF-16 -t UTF-8"]),
     ("distill: --data not UTF-8", DISTILL + ["--data", "{t}/latin1.txt", "--out", "{t}/o"], 2, ["latin1.txt", "UTF-8"]),

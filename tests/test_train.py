@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest, torch, yaml
 from hypothesis import given, settings, strategies as st
 from transformers import TrainerCallback
-from qlora_course.models import load_tokenizer
+import tempfile
+from qlora_course.models import load_tokenizer, load_model, data_dir
 from qlora_course.train import TrainConfig, PRESETS, train, load_splits, check_dataset, adapter_state, StopAtStep, NonFiniteLoss
 from qlora_course.cli import main
 
@@ -170,3 +171,53 @@ def test_training_after_an_evaluation_on_a_fused_bf16_cpu(tmp_path, prep, tok):
     a, b = adapter_state(plain.adapter_dir), adapter_state(fused.adapter_dir)
     rel = max(((a[k] - b[k]).norm() / a[k].norm()).item() for k in a if "lora_B" in k)
     assert rel < 0.1, f"LoRA B differs by {rel:.1%} from the run on the dequantize path"   # 4% from the bf16-rounded block scales; 112% without the fix
+
+# Issue 33: examples packed into one row attended to each other (all-ones mask, positions running on).
+def _packed_vs_alone(isolated=True):
+    import torch
+    from qlora_course.data import prepare
+    from qlora_course.train import PackedCollator
+    tok = load_tokenizer("tiny-random"); m, _ = load_model("tiny-random")
+    ds = prepare(data_dir()/"dates.jsonl", tok, max_len=400, packing=True).tokenized["train"]
+    rows = [ds[i] for i in range(3)]
+    assert all(len(r["seq_lengths"]) > 1 for r in rows) and sum(map(len, (r["input_ids"] for r in rows))) > 3 * 200
+    b = PackedCollator(pad_token_id=tok.pad_token_id)(rows)   # rows of unequal length: padded too
+    b.pop("labels")
+    if not isolated: b = dict(input_ids=b["input_ids"], attention_mask=(b["position_ids"] >= 0).long())   # the old batch
+    worst = 0.0
+    with torch.no_grad():
+        L = m(**b).logits
+        for r, row in enumerate(rows):
+            o = 0
+            for n in row["seq_lengths"]:
+                alone = m(input_ids=b["input_ids"][r:r+1, o:o+n]).logits[0]
+                worst = max(worst, (L[r, o:o+n] - alone).abs().max().item()); o += n
+    return worst
+
+def test_packed_examples_are_computed_as_if_alone():
+    assert _packed_vs_alone() < 1e-4
+
+def test_packed_examples_without_isolation_differ():   # the check above fails on the bug it guards
+    assert _packed_vs_alone(isolated=False) > 0.05
+
+def test_epoch_runs_warm_up_from_their_real_length():
+    from qlora_course.train import TrainConfig, sft_config
+    ep = sft_config(TrainConfig.preset("tiny", output_dir=str(Path(tempfile.mkdtemp())), max_steps=-1, epochs=2, warmup_ratio=0.1))
+    assert ep.get_warmup_steps(40) == 4 and ep.get_warmup_steps(200) == 20   # was 0: derived from max_steps=-1
+    st = sft_config(TrainConfig.preset("tiny", output_dir=str(Path(tempfile.mkdtemp())), max_steps=60, warmup_ratio=0.1))
+    assert st.get_warmup_steps(60) == 6
+    with pytest.raises(ValueError, match="warmup_ratio"): TrainConfig.preset("tiny", warmup_ratio=1.0)
+
+def test_train_defaults_to_this_machines_preset(tmp_path, monkeypatch, capsys):
+    "No --preset: `hardware_preset()` (gpu-24gb on a 24 GB GPU, not fp32 'cpu'); --preset replaces a config file's preset."
+    from qlora_course.cli import build_parser
+    import qlora_course.train as T
+    parse = lambda *a: build_parser("train").parse_args(["train", *a])
+    monkeypatch.setattr(T, "hardware_preset", lambda: "gpu-24gb")
+    assert T.config_from_args(parse()) == TrainConfig.preset("gpu-24gb")
+    assert T.config_from_args(parse("--preset", "cpu")) == TrainConfig.preset("cpu")
+    (tmp_path/"t.yaml").write_text("preset: tiny\nlora_r: 6\n")
+    assert T.config_from_args(parse("--config", str(tmp_path/"t.yaml"))) == TrainConfig.preset("tiny", lora_r=6)
+    assert T.config_from_args(parse("--config", str(tmp_path/"t.yaml"), "--preset", "cpu")) == TrainConfig.preset("cpu", lora_r=6)
+    with pytest.raises(SystemExit): parse("--help")
+    assert "this machine's" in capsys.readouterr().out
