@@ -104,6 +104,7 @@ def _train(p):
     p.add_argument("--config", help="YAML config file (TrainConfig fields, optional 'preset')")
     p.add_argument("--preset", choices=list(PRESETS), help="settings to start from (default: the config file's, else this machine's: cpu without a CUDA GPU, else gpu-16gb, gpu-24gb or gpu-80gb by its memory)")
     config_flags(p, TrainConfig)
+    p.add_argument("--force", action="store_true", help="replace the adapter, metrics and plot of a finished run in --output-dir")
 
 # %% ../nbs/90_cli.ipynb #6ec35823
 def _model_options(p, max_new_tokens:int|None):

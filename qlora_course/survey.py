@@ -275,5 +275,7 @@ def plot_survey(df, path=None):
 # %% ../nbs/01_survey.ipynb #acbc9f03
 def survey_main(args):
     "`qlora-course survey`: print which modules each method touches and how many parameters it trains, without training."
+    for opt, v in (("--r", args.r), ("--n-virtual", args.n_virtual), ("--bottleneck", args.bottleneck)):   # -8 printed negative counts
+        if v < 1: raise ValueError(f"{opt} must be at least 1, got {v}")
     methods = args.methods.split(",") if args.methods else None
     plan_methods(meta_model(args.model), methods, r=args.r, n_virtual=args.n_virtual, bottleneck=args.bottleneck)

@@ -210,11 +210,11 @@ def build_model(cfg:TrainConfig, model=None, tok=None):
     elif cfg.gradient_checkpointing: model.enable_input_require_grads()  # FSDP needs one dtype per shard: no fp32 upcast
     targets = cfg.target_modules
     if isinstance(targets, str): targets = detect_lora_targets(model, targets)
-    narrowest = min((min(m.in_features, m.out_features) for n, m in model.named_modules()
-                     if n.rsplit(".", 1)[-1] in targets and hasattr(m, "in_features")), default=None)
-    if narrowest and cfg.lora_r > narrowest:   # before PEFT allocates it (rank 10^8: an allocation error; 10^23: an overflow)
-        raise ValueError(f"field lora_r: {cfg.lora_r} is more than the narrowest target layer's {narrowest} features; "
-                         f"a higher rank adds parameters but no capacity: use at most {narrowest}")
+    widest = max((max(m.in_features, m.out_features) for n, m in model.named_modules()
+                  if n.rsplit(".", 1)[-1] in targets and hasattr(m, "in_features")), default=None)
+    if widest and cfg.lora_r > widest:   # before PEFT allocates it (rank 10^8: an allocation error; 10^23: an overflow)
+        raise ValueError(f"field lora_r: {cfg.lora_r} is more than the widest target layer's {widest} features: each adapter "
+                         f"would be larger than the layer it adapts; use at most {widest} (a few to a few hundred is usual)")
     lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=list(targets),
                     bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, lc), tok
@@ -636,12 +636,17 @@ def config_from_args(args) -> TrainConfig:
     "A `TrainConfig` from parsed CLI `args`: the preset (`--preset`, else the file's, else this machine's), then the YAML file, then flags."
     over = config_overrides(args, TrainConfig)
     if args.preset: over["preset"] = args.preset   # replaces the file's preset, as every flag replaces the file's value
-    if args.config: return load_config(TrainConfig, args.config, **over)
-    return load_config(TrainConfig, **{"preset": hardware_preset(), **over})
+    elif not (args.config and "preset" in read_yaml_mapping(args.config)): over["preset"] = hardware_preset()
+    return load_config(TrainConfig, args.config, **over)
 
 def train_main(args):
-    "`qlora-course train`: run a training from a config file and/or flags."
-    r = train(config_from_args(args))
+    "`qlora-course train`: run a training from a config file and/or flags; a finished run in the output folder is kept unless `--force`."
+    cfg = config_from_args(args)
+    done = Path(cfg.output_dir)/"adapter"/"adapter_config.json"
+    if done.is_file() and not (cfg.resume or getattr(args, "force", False)):   # a second run replaced the first one's adapter without a word
+        raise FileExistsError(f"{cfg.output_dir} holds a finished run ({done.parent}): choose another --output-dir, pass --resume to "
+                              "continue from its checkpoints, or --force to replace its adapter, metrics and plot")
+    r = train(cfg)
     if dist_info()["rank"] == 0:
         print(json.dumps({k: v for k, v in r.metrics.items() if k != "log_history"}, default=str))
         print(f"adapter saved to {r.adapter_dir}")

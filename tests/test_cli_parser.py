@@ -205,7 +205,7 @@ def test_train_options_kept():
     assert preset == {k: v for k, v in old["--preset"].items() if k not in ("choices", "default")}
     from dataclasses import fields
     from qlora_course.train import TrainConfig
-    assert {a["dest"] for a in new.values()} == {f.name for f in fields(TrainConfig)} | {"config", "preset"}
+    assert {a["dest"] for a in new.values()} == {f.name for f in fields(TrainConfig)} | {"config", "preset", "force"}   # --force: issue 33
 
 def test_top_level_help_imports_no_stage():
     code = ("import sys, qlora_course.cli as c\n"

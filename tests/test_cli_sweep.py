@@ -40,6 +40,7 @@ CASES = [  # (name, argv, exit code, words the message must contain)
     ("chat: top-p above 1", ["chat", "--model", "tiny-random", "--top-p", "2"], 2, ["--top-p", "(0, 1]"]),
     ("chat: temperature nan", ["chat", "--model", "tiny-random", "--temperature", "nan"], 2, ["--temperature"]),
     ("eval: negative limit", ["eval", "--model", "tiny-random", "--limit", "-1"], 2, ["--limit", "at least 0"]),
+    *[(f"survey: {o} -8", ["survey", "--model", "tiny-random", o, "-8"], 2, [o, "at least 1"]) for o in ("--r", "--n-virtual", "--bottleneck")],   # printed negative counts (issue 33)
     ("eval: more new tokens than the model has positions", ["eval", "--model", "tiny-random", "--limit", "1", "--max-new-tokens", "100000"], 2, ["max_new_tokens=100000", "positions", "at most"]),   # issue 33: generated past them
     ("eval: csv exists", ["eval", "--model", "tiny-random", "--csv", "{t}/rows.csv"], 2, ["rows.csv", "--force"]),
     ("zip: missing input", ["zip", "{t}/missing.txt", "{t}/o.llmz", "--model", "tiny-random"], 2, ["missing.txt"]),

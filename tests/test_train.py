@@ -219,5 +219,19 @@ def test_train_defaults_to_this_machines_preset(tmp_path, monkeypatch, capsys):
     (tmp_path/"t.yaml").write_text("preset: tiny\nlora_r: 6\n")
     assert T.config_from_args(parse("--config", str(tmp_path/"t.yaml"))) == TrainConfig.preset("tiny", lora_r=6)
     assert T.config_from_args(parse("--config", str(tmp_path/"t.yaml"), "--preset", "cpu")) == TrainConfig.preset("cpu", lora_r=6)
+    (tmp_path/"u.yaml").write_text("lora_r: 6\n")   # no preset: this machine's, then the file's fields
+    assert T.config_from_args(parse("--config", str(tmp_path/"u.yaml"))) == TrainConfig.preset("gpu-24gb", lora_r=6)
     with pytest.raises(SystemExit): parse("--help")
     assert "this machine's" in capsys.readouterr().out
+
+def test_train_twice_into_one_folder_keeps_the_first_run(tmp_path, capsys):
+    "Issue 33: a second `train --output-dir run_a` replaced the first run's adapter, metrics, config and plot without a word."
+    run = ["train", "--preset", "tiny", "--max-steps", "1", "--output-dir", str(tmp_path/"run_a")]
+    assert main(run) == 0
+    first = {p: p.read_bytes() for p in (tmp_path/"run_a").rglob("*") if p.is_file()}
+    assert main(run + ["--lora-r", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a finished run" in err and "--force" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in (tmp_path/"run_a").rglob("*") if p.is_file()} == first
+    assert main(run + ["--lora-r", "4", "--force"]) == 0
+    assert (tmp_path/"run_a"/"adapter"/"adapter_model.safetensors").read_bytes() != first[tmp_path/"run_a"/"adapter"/"adapter_model.safetensors"]
