@@ -313,6 +313,7 @@ def _linear4bit_layers(model) -> list:
     import bitsandbytes as bnb
     return [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
 
+# %% ../nbs/00_models.ipynb #3d8a61f4
 def _unpack_fused(B, qs) -> torch.Tensor:
     "The [N, K] float weights held in bitsandbytes' repacked (fused bf16 CPU) 4-bit layout `B` with state `qs`."
     n, k = qs.shape

@@ -321,6 +321,7 @@ def _report_to(cfg:TrainConfig) -> list:
 
 _HAS_AC = "activation_checkpointing" in SFTConfig.__dataclass_fields__  # the new name of gradient_checkpointing (transformers >= 5.x)
 
+# %% ../nbs/03_train.ipynb #c4e8a07d
 def usable_optim(optim:str, dev) -> str:
     "`optim`, or `adamw_torch` where bitsandbytes' paged and 8-bit optimizers don't run (anywhere but on a CUDA GPU)."
     return optim if dev.type == "cuda" or "paged" not in optim and "8bit" not in optim else "adamw_torch"
@@ -353,6 +354,7 @@ def sft_config(cfg:TrainConfig, has_eval:bool=False, **extra) -> SFTConfig:
     kw.update(extra)
     return SFTConfig(**kw)
 
+# %% ../nbs/03_train.ipynb #b7c2e915
 @dataclass
 class PackedCollator(DataCollatorForLanguageModeling):
     "TRL's collator for rows `data.pack` packed: positions restart at each example and no attention mask, so attention stays inside each example."
