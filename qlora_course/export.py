@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, AutoConfig, GenerationConfig
 from .models import load_model, resolve_model, model_bytes, data_dir, cache_dir, tiny_random_dir, KNOWN_MODELS
-from .models import end_of_turn_ids, generate, head_dim, require_gguf, check_new_output, atomic_file, write_atomic, model_folder
+from .models import end_of_turn_ids, generate, head_dim, require_gguf, check_gguf_counts, check_new_output, atomic_file, write_atomic, model_folder
 
 # %% ../nbs/05_export.ipynb #e49311aa
 def make_demo_adapter(base="tiny-random", # model name or folder (see `load_model`)
@@ -441,7 +441,7 @@ def _field(r, key):
 
 def _open_gguf(path) -> "gguf.GGUFReader":
     "A `GGUFReader` on `path`, after the checks of `check_gguf` (missing, not GGUF, corrupt, truncated), in one parse."
-    path = require_gguf(path, "write one with qlora-course gguf")
+    path = require_gguf(path, "write one with qlora-course gguf"); check_gguf_counts(path)
     try:
         r = gguf.GGUFReader(str(path))
         end = max(int(t.data_offset) + int(t.n_bytes) for t in r.tensors)

@@ -1052,7 +1052,7 @@ def finetune_lora(model, tok, text:str, # the domain text to train on (never the
     cfg = TrainConfig(quant=None, compute_dtype="float32", lora_r=r, lora_alpha=2*r, max_steps=steps, batch_size=batch_size,
                       max_len=ctx, learning_rate=lr, lr_scheduler="constant", warmup_ratio=0.0, seed=seed, eval_samples=0,
                       logging_steps=max(1, steps // 10), output_dir=str(output_dir or tempfile.mkdtemp(prefix="llmzip-lora-")))
-    res = train(cfg, token_windows(tok, text, ctx), model=model, tok=tok)  # token_windows refuses a text shorter than one window
+    res = train(cfg, token_windows(tok, text, ctx), model=model, tok=tok, live=False)  # token_windows refuses a text shorter than one window
     pm = res.model.eval()
     pm.train_losses = [h["loss"] for h in res.metrics["log_history"] if "loss" in h]
     return pm

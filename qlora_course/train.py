@@ -20,7 +20,7 @@ from dataclasses import dataclass, asdict, fields
 
 # %% ../nbs/03_train.ipynb #b42a74ef
 # the course's models module first: it quiets the one bitsandbytes message a user can do nothing about (see 00)
-from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field, LORA_TARGETS, DEFAULT_MODEL, cpu_4bit_training, hardware_preset
+from .models import load_model, load_tokenizer, quant_config, resolve_model, arch_config, model_bytes, detect_lora_targets, count_params, get_device, get_compute_dtype, data_dir, read_yaml_mapping, coerce_field, LORA_TARGETS, DEFAULT_MODEL, cpu_4bit_training, hardware_preset, content_digest
 import torch, yaml
 from transformers import TrainerCallback, AutoModelForCausalLM
 from accelerate import PartialState
@@ -100,9 +100,13 @@ class TrainConfig:
         "Read a config from YAML file `path`, then `overrides` (see `load_config`)."
         return load_config(cls, path, **overrides)
 
+    def data_digest(self) -> str|None:
+        "The SHA-256 of the data's bytes (a file, or a folder the data stage saved); None for what is not a local path."
+        return content_digest(self.data or data_dir()/"dates.jsonl")
+
     def fingerprint(self) -> str:
-        "A short hash of the fields that change what a run computes (not where it writes, how often it logs, or `resume`)."
-        d = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED}
+        "A short hash of what changes what a run computes: the fields (not where it writes, how often it logs, or `resume`) and the data's bytes."
+        d = {k: v for k, v in asdict(self).items() if k not in _NOT_FINGERPRINTED} | {"data_bytes": self.data_digest()}
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 REPORT_TO = (None, "tensorboard", "trackio")
@@ -143,8 +147,12 @@ def read_split(folder, # a folder the data stage saved (`Prepared.save`, `qlora-
 def load_splits(cfg:TrainConfig, tok):
     "The data stage's `Prepared` object for `cfg.data` (default: the course's dates task), tokenized to `cfg.max_len`."
     from qlora_course.data import read_records, prepare, with_system, load_prepared, _build
+    from qlora_course.data import SPLITS
     src = cfg.data or str(data_dir()/"dates.jsonl")
     if not (Path(src)/"prepared.json").is_file():  # records: split here
+        if Path(src).is_dir() and any((Path(src)/f"{s}.jsonl").is_file() for s in SPLITS):   # read as records, its test split would be trained on
+            raise ValueError(f"{src} holds split files but no prepared.json: the data stage stopped before it finished writing the folder "
+                             f"(interrupted?). Write it again with `qlora-course data INPUT --out {src} --force`.")
         recs, _ = read_records(src)
         return prepare(with_system(recs, cfg.system_prompt), tok, max_len=cfg.max_len, packing=cfg.packing)
     saved = load_prepared(src, tok)  # a folder the data stage saved: its splits kept, so its test records stay out of training
@@ -234,24 +242,32 @@ class LossPlotCallback(TrainerCallback):
         if "loss" in logs: self.train.append((state.global_step, logs["loss"]))
         if "eval_loss" in logs: self.val.append((state.global_step, logs["eval_loss"]))
         if "loss" in logs or "eval_loss" in logs: self.draw()
-    def draw(self):
+    def draw(self, final:bool=False):
+        "Save the figure; in Jupyter show it and update it in place, under nbdev's executor (no updates) show only the `final` one."
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(5, 3))
         if self.train: ax.plot(*zip(*self.train), label="train")
         if self.val: ax.plot(*zip(*self.val), "o-", label="validation")
         ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(); fig.tight_layout()
         self.path.parent.mkdir(parents=True, exist_ok=True); fig.savefig(self.path, dpi=80)
-        if self.live and _in_notebook():
+        kind = _notebook_kind() if self.live else None
+        if kind == "kernel":
             from IPython.display import display
             if self._h is None: self._h = display(fig, display_id=True)
             else: self._h.update(fig)
+        elif kind == "capture" and final:   # a saved notebook shows the finished curve, once
+            from IPython.display import display
+            display(fig)
         plt.close(fig)
 
-def _in_notebook() -> bool:
+def _notebook_kind() -> str|None:
+    "'kernel' in Jupyter; 'capture' under nbdev's executor, which appends every display and never updates one; None elsewhere."
     try:
         from IPython import get_ipython
-        return get_ipython() is not None and "IPKernelApp" in get_ipython().config
-    except Exception: return False
+        ip = get_ipython()
+    except Exception: return None
+    if ip is None: return None
+    return "kernel" if "IPKernelApp" in ip.config else "capture" if type(ip).__name__ == "CaptureShell" else None
 
 # %% ../nbs/03_train.ipynb #cc0b7dc0
 class NonFiniteLoss(ValueError): "The training loss became NaN or infinite."
@@ -294,19 +310,28 @@ class RunRecord(TrainerCallback):
         if not state.is_world_process_zero: return
         ck = Path(args.output_dir)/f"checkpoint-{state.global_step}"
         if ck.is_dir():
-            (ck/RUN_RECORD).write_text(json.dumps(dict(fingerprint=self.cfg.fingerprint(), world_size=args.world_size,
-                                                       config=asdict(self.cfg)), indent=1, default=str))
+            (ck/RUN_RECORD).write_text(json.dumps(dict(fingerprint=self.cfg.fingerprint(), world_size=args.world_size, config=asdict(self.cfg),
+                                                       data_digest=self.cfg.data_digest()), indent=1, default=str))
 
 def check_resume(cfg:TrainConfig, checkpoint) -> dict:
-    "The run record of `checkpoint`; refuses to resume it under a config that changes what the run computes."
-    p = Path(checkpoint)/RUN_RECORD
-    if not p.exists(): return {}
-    rec = json.loads(p.read_text())
+    "The run record of `checkpoint`; refuses to resume it under a config or data that change what the run computes, or with damaged files."
+    ck = Path(checkpoint); p = ck/RUN_RECORD
+    afresh = f"Give a new output_dir to start afresh, or delete {ck} to resume from the checkpoint before it."
+    try: rec = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError: raise ValueError(f"{ck} has no {RUN_RECORD}, so nothing says which config and data made it (not saved by "
+                                               f"this course's train, or the file was removed); resuming could mix two runs. {afresh}") from None
+    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{p} is damaged ({e}). {afresh}") from None
     if rec.get("fingerprint") != cfg.fingerprint():
         old, new = rec.get("config", {}), asdict(cfg)
         diff = [f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in new if k not in _NOT_FINGERPRINTED and old.get(k) != new[k]]
-        raise ValueError(f"{checkpoint} was saved by a run with a different config ({'; '.join(diff) or 'fingerprint differs'}); resuming "
+        if rec.get("data_digest") != cfg.data_digest(): diff.append(f"the contents of {cfg.data or 'dates.jsonl'} changed")
+        raise ValueError(f"{ck} was saved by a run with a different config ({'; '.join(diff) or 'fingerprint differs'}); resuming "
                          "would mix two runs. Resume with the old values, or give a new output_dir to start afresh.")
+    for f in ("optimizer.pt", "scheduler.pt"):   # read now, not with a traceback half-way into the trainer's setup
+        if (ck/f).exists():
+            try: torch.load(ck/f, map_location="cpu", weights_only=True)
+            except Exception as e: raise ValueError(f"{ck/f} can't be read ({type(e).__name__}): the checkpoint is damaged (a run killed "
+                                                    f"while saving it?). {afresh}") from None
     return rec
 
 # %% ../nbs/03_train.ipynb #5b9bb54b
@@ -435,7 +460,7 @@ def train(cfg:TrainConfig, train_ds=None, eval_ds=None, model=None, tok=None, ca
     if main:
         cfg.to_yaml(out/"config.yaml")
         (out/"metrics.json").write_text(json.dumps(m, indent=1, default=str))
-        tr.loss_plot.draw()
+        tr.loss_plot.draw(final=True)
     tr.accelerator.wait_for_everyone()
     return TrainResult(out, adapter, m, model, tok)
 

@@ -21,6 +21,21 @@ def files(tmp):
     (tmp/"notmodel.gguf").write_bytes(b"PK\x03\x04 not a gguf")
     (tmp/"empty.jsonl").write_text("")
     for k in ("eval_n", "prune_eval_n", "compress_chars"): (tmp/f"neg_{k}.yaml").write_text(f"model: tiny-random\n{k}: -5\n")
+    # issue 33, the red-team's last rows: a YAML alias bomb (2 * 9**8 names in 400 bytes), a GGUF that claims an array of 2**40 entries,
+    # a data folder whose run was interrupted before prepared.json, checkpoints without a run record or with a damaged optimizer.pt
+    bomb = '&x0 ["q_proj", "k_proj"]'   # anchors inside the one field: each list nine of the one before
+    for i in range(1, 9): bomb = f"&x{i} [{bomb}, " + ", ".join([f"*x{i-1}"] * 8) + "]"
+    (tmp/"bomb.yaml").write_text(f"model: tiny-random\ntarget_modules: {bomb}\n")
+    import struct
+    (tmp/"bomb.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + struct.pack("<Q", 20) + b"general.architecture"
+                                  + struct.pack("<IQ", 8, 5) + b"llama" + struct.pack("<Q", 5) + b"x.arr" + struct.pack("<IIQ", 9, 0, 1 << 40))
+    (tmp/"half").mkdir(); (tmp/"half"/"train.jsonl").write_text('{"instruction": "q", "output": "a"}\n' * 20)
+    (tmp/"norec"/"checkpoint-2").mkdir(parents=True); (tmp/"norec"/"checkpoint-2"/"trainer_state.json").write_text("{}")
+    import json, dataclasses
+    from qlora_course.train import TrainConfig, RUN_RECORD
+    c = TrainConfig.preset("tiny"); ck = tmp/"badopt"/"checkpoint-2"; ck.mkdir(parents=True)
+    (ck/RUN_RECORD).write_text(json.dumps(dict(fingerprint=c.fingerprint(), world_size=1, config=dataclasses.asdict(c), data_digest=c.data_digest())))
+    (ck/"optimizer.pt").write_bytes(b"PK\x03\x04 half a file")
 
 CASES = [  # (name, argv, exit code, words the message must contain)
     ("train: missing config", ["train", "--config", "{t}/missing.yaml"], 2, ["missing.yaml"]),
@@ -54,6 +69,14 @@ CASES = [  # (name, argv, exit code, words the message must contain)
     ("unzip: output exists", ["unzip", "{t}/notarchive.bin", "{t}/existing.out", "--model", "tiny-random"], 2, ["existing.out", "--force"]),
     ("merge: not an adapter folder", ["merge", "--base", "tiny-random", "--adapter", "{t}/adir", "--out", "{t}/full"], 2, ["adapter_config.json"]),
     ("gguf: not a model", ["gguf", "{t}/notmodel.gguf", "--out-dir", "{t}/g"], 2, ["notmodel.gguf"]),
+    ("train: YAML alias bomb in target_modules", ["train", "--config", "{t}/bomb.yaml", "--output-dir", "{t}/r"], 2, ["bomb.yaml", "more than 10,000 values"]),
+    ("eval: GGUF whose header claims 2**40 entries", ["eval", "--model", "{t}/bomb.gguf", "--limit", "1"], 2, ["bomb.gguf", "1,099,511,627,776 entries"]),
+    ("train: --data folder of an interrupted data run", ["train", "--preset", "tiny", "--data", "{t}/half", "--output-dir", "{t}/r"], 2,
+     ["no prepared.json", "--force"]),
+    ("train: --resume a checkpoint without its run record", ["train", "--preset", "tiny", "--output-dir", "{t}/norec", "--resume"], 2,
+     ["checkpoint-2", "course_run.json"]),
+    ("train: --resume a checkpoint whose optimizer.pt is damaged", ["train", "--preset", "tiny", "--output-dir", "{t}/badopt", "--resume"], 2,
+     ["optimizer.pt can't be read", "damaged"]),
     ("pipeline: missing config", ["pipeline", "--config", "{t}/missing.yaml"], 2, ["missing.yaml"]),
     ("pipeline: YAML syntax error", ["pipeline", "--config", "{t}/bad.yaml"], 2, ["bad.yaml", "line"]),
     # issue 33: a negative count took all but the last N records (recs[:-5]) without a word

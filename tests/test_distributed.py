@@ -66,7 +66,7 @@ def test_two_processes_match_one(runs):
     assert "on 2 processes (ddp)" in out and out.count("adapter saved to") == 1  # rank 0 alone prints
     a, b = _losses(one.metrics), _losses(two)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
-    assert a[1] != a[4]  # the loss really moved
+    assert a[4] < a[1]  # the loss really went down
     for s in a: assert abs(a[s] - b[s]) <= LOSS_ATOL, (s, a[s], b[s])
     wa, wb = adapter_state(one.adapter_dir), adapter_state(tmp/"two"/"adapter")
     assert max(wa[k].abs().max().item() for k in wa if "lora_B" in k) > 0

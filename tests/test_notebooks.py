@@ -35,6 +35,8 @@ def test_exercises_summary_reading(p):
         name = src(cells[a]).splitlines()[0]
         hidden = [c for c in code if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")]
         assert hidden, f"{p.name}: {name!r} has no worked solution in a collapsed cell (metadata jupyter.source_hidden)"
+        first = code.index(hidden[0])   # a place to try before the answer (issue 30)
+        assert first > 0 and src(code[first - 1]).startswith("# Your turn"), f"{p.name}: {name!r} has no '# Your turn' cell before its solution"
         assert not any({"slow", "cuda"} & flags(c) for c in hidden), f"{p.name}: {name!r}: CI must run the solution"
         checks = [c for c in code if c not in hidden and ("assert" in src(c) or "test_" in src(c))]
         assert checks, f"{p.name}: {name!r} has no visible check cell (an assert or test_* the learner runs)"

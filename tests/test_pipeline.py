@@ -109,3 +109,28 @@ def test_full_pipeline_on_tiny_random(tmp_path):
     r2 = subprocess.run([str(BIN/"qlora-course"), "pipeline", "--config", str(tmp_path/"p.yaml")], capture_output=True, text=True,
                         cwd=tmp_path, timeout=600)
     assert r2.returncode == 0 and r2.stdout.count("done already") == len(STEPS) - 1
+
+# Issue 33: a step's fingerprint hashed the data file's path, not its bytes, and `--only` ran a step on stale inputs
+def test_changed_data_file_redoes_the_data_step(tmp_path):
+    from qlora_course.models import data_dir
+    src = tmp_path/"dates.jsonl"; src.write_bytes((data_dir()/"dates.jsonl").read_bytes())
+    cfg, log = tiny_cfg(tmp_path, data=str(src)), []
+    run_pipeline(cfg, only=["data"], log=log.append)
+    run_pipeline(cfg, only=["data"], log=log.append)
+    assert "[data] done already, skipping (force to redo)" in log
+    lines = src.read_text().splitlines(keepends=True); src.write_text("".join(lines[:len(lines) // 2]))   # same path, half the records
+    log.clear(); state = run_pipeline(cfg, only=["data"], log=log.append)
+    assert "[data] its settings changed since it ran: redoing it" in log
+    assert sum(state["data"]["counts"].values()) <= len(lines) // 2
+
+def test_only_refuses_a_step_whose_inputs_are_stale(tmp_path):
+    from qlora_course.models import data_dir
+    src = tmp_path/"dates.jsonl"; src.write_bytes((data_dir()/"dates.jsonl").read_bytes())
+    cfg = tiny_cfg(tmp_path, data=str(src))
+    with pytest.raises(StepFailed, match="'base_eval' uses the results of data, which are missing"): run_pipeline(cfg, only=["base_eval"], log=lambda m: None)
+    run_pipeline(cfg, only=["data"], log=lambda m: None)
+    src.write_text(src.read_text().replace("2", "3"))
+    before = (cfg.run_dir/"state.json").read_text()
+    with pytest.raises(StepFailed, match=r"uses the results of data.*other settings or files.*add data"):
+        run_pipeline(cfg, only=["base_eval"], log=lambda m: None)
+    assert (cfg.run_dir/"state.json").read_text() == before   # nothing stored under the new fingerprint

@@ -146,7 +146,7 @@ def test_save_model_folder_is_atomic(tiny, tmp_path):
 def test_measure_model(tiny):
     m, tok, _ = tiny
     r = measure_model(m, tok, "The quick brown fox jumps over the lazy dog. " * 10, eval_tokens=32)
-    assert set(r) == {"ppl", "params_M", "MiB"} and r["ppl"] > 1
+    assert set(r) == {"ppl", "params_M", "MiB"} and 1e3 < r["ppl"] < 1e6, r   # a random model: about the vocabulary size (49,152)
 
 def test_pruned_model_exports_to_gguf(tiny, tmp_path):
     "The structurally pruned model (head_dim no longer hidden/heads) is written by the export stage and reads back."

@@ -1,5 +1,5 @@
 "Trainable-parameter counts of every survey method, checked against counts worked out by hand from the model's config."
-import subprocess, sys, os
+import subprocess, sys, os, math
 from pathlib import Path
 import pytest, torch
 from peft import get_peft_model, PrefixTuningConfig, TaskType
@@ -127,4 +127,4 @@ def test_run_method_row_on_tiny():
     tok = load_tokenizer("tiny-random")
     row = run_method("ia3", date_task(tok), "tiny-random", steps=1, batch_size=2, n_eval=2)
     for k in ("trainable", "share", "memory_mb", "step_s", "val_loss", "exact_match", "disk_kb", "tok_s", "merged"): assert k in row
-    assert row["merged"] is True and 0 <= row["exact_match"] <= 1 and row["val_loss"] > 0
+    assert row["merged"] is True and 0 <= row["exact_match"] <= 1 and abs(row["val_loss"] - math.log(len(tok))) < 1.0, row   # one step from random: about ln V
