@@ -100,14 +100,15 @@ def test_site_pages_links_images(site, browser, shots):
 
 def chat_notebook(dest:Path) -> Path:
     """The chat section of the inference notebook, as a notebook in `dest`: its chat widget cells exactly as written,
-    after one set-up cell that imports the module and loads `CHAT_MODEL` (in the notebook: an 8-step adapter on tiny-random)."""
+    after one set-up cell that imports the module and loads `CHAT_MODEL` as `real` (in the notebook: the real model)."""
     import nbformat
     nb = nbformat.read(ROOT/"nbs"/"04_infer.ipynb", as_version=4)
     i = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "chat_box(" in c.source and "def chat_box" not in c.source), None)
     assert i is not None, "nbs/04_infer.ipynb has no cell that shows chat_box(...)"
     md = [c for c in nb.cells[:i] if c.cell_type == "markdown"]
     setup = nbformat.v4.new_code_cell("from fastcore.test import test_eq\nfrom qlora_course.infer import *\n"
-                                      f"from qlora_course.models import load_model\npm, ptok = load_model({CHAT_MODEL!r})")
+                                      "from qlora_course.models import load_model, DEFAULT_MODEL\n"
+                                      f"MODEL = {CHAT_MODEL!r}\nreal, rtok0 = load_model(MODEL)")   # the names the notebook's chat cell uses
     show = nb.cells[i + 1]   # the cell that shows the widget (`ui`)
     assert show.cell_type == "code" and show.source.lstrip().startswith("ui"), "the chat_box cell must be followed by one that shows `ui`"
     cells = [md[0], setup, md[-1], nb.cells[i], show]

@@ -41,6 +41,8 @@ def test_exercises_summary_reading(p):
         checks = [c for c in code if c not in hidden and ("assert" in src(c) or "test_" in src(c))]
         assert checks, f"{p.name}: {name!r} has no visible check cell (an assert or test_* the learner runs)"
     md = [src(c) for c in cells if c["cell_type"] == "markdown"]
+    box = [s for s in md[:6] if "**Before you start.**" in s]   # issue 30: what to read first, what you need, level, time
+    assert box and all(w in box[0] for w in ("Read first:", "Level:", "Time:", "On a GPU:")), f"{p.name}: no 'Before you start' box at the top"
     assert any(s.lstrip().startswith("## What you learned") for s in md), f"{p.name}: no '## What you learned'"
     reading = [s for s in md if s.lstrip().startswith("## Further reading")]
     assert reading and len(re.findall(r"\]\(https?://", reading[0])) >= 2, f"{p.name}: '## Further reading' needs links"
