@@ -44,6 +44,8 @@ def test_exercises_summary_reading(p):
     box = [s for s in md[:6] if "**Before you start.**" in s]   # issue 30: what to read first, what you need, level, time
     assert box and all(w in box[0] for w in ("Read first:", "Level:", "Time:", "On a GPU:")), f"{p.name}: no 'Before you start' box at the top"
     assert any(s.lstrip().startswith("## What you learned") for s in md), f"{p.name}: no '## What you learned'"
+    quiz = [s for s in md if s.lstrip().startswith("## Quiz")]   # issue 30: about five questions, answers folded
+    assert quiz and quiz[0].count("<details><summary>Answer</summary>") >= 5, f"{p.name}: no '## Quiz' of five folded answers"
     reading = [s for s in md if s.lstrip().startswith("## Further reading")]
     assert reading and len(re.findall(r"\]\(https?://", reading[0])) >= 2, f"{p.name}: '## Further reading' needs links"
 
