@@ -706,6 +706,24 @@ def token_windows(tok, text:str, seq_len:int=128):
     rows = [ids[i*seq_len:(i+1)*seq_len] for i in range(n)]
     return Dataset.from_dict(dict(input_ids=rows, attention_mask=[[1]*seq_len]*n, labels=rows))
 
+# %% ../nbs/00_models.ipynb #ddc9ecc6
+MAX_FIELD_VALUES = 10_000   # a config field is a number, a name or a short list
+
+def _count_values(v, limit:int=MAX_FIELD_VALUES) -> int:
+    "How many values `v` holds, nested lists and mappings included, counted up to just past `limit` (a YAML alias bomb loads cheaply, as shared lists, but never ends if walked)."
+    n, todo = 0, [v]
+    while todo and n <= limit:
+        x = todo.pop(); n += 1
+        if isinstance(x, dict): todo.extend(x.values())
+        elif isinstance(x, (list, tuple)): todo.extend(x)
+    return n
+
+def _brief(v) -> str:
+    "`repr(v)`, cut short for an error message."
+    import reprlib
+    r = reprlib.Repr(); r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 80, 80
+    return r.repr(v)
+
 # %% ../nbs/00_models.ipynb #e970f4e2
 def read_yaml_mapping(path, # a YAML file holding a mapping of config fields
                       known:set|None=None, # the fields a config has (others are refused, naming them)
@@ -729,23 +747,7 @@ def read_yaml_mapping(path, # a YAML file holding a mapping of config fields
                              "a config field is a number, a name or a short list")
     return d
 
-MAX_FIELD_VALUES = 10_000   # a config field is a number, a name or a short list
-
-def _count_values(v, limit:int=MAX_FIELD_VALUES) -> int:
-    "How many values `v` holds, nested lists and mappings included, counted up to just past `limit` (a YAML alias bomb loads cheaply, as shared lists, but never ends if walked)."
-    n, todo = 0, [v]
-    while todo and n <= limit:
-        x = todo.pop(); n += 1
-        if isinstance(x, dict): todo.extend(x.values())
-        elif isinstance(x, (list, tuple)): todo.extend(x)
-    return n
-
-def _brief(v) -> str:
-    "`repr(v)`, cut short for an error message."
-    import reprlib
-    r = reprlib.Repr(); r.maxlevel, r.maxlist, r.maxdict, r.maxstring, r.maxother = 3, 6, 6, 80, 80
-    return r.repr(v)
-
+# %% ../nbs/00_models.ipynb #1ac30ae5
 def coerce_field(name:str, typ, v):
     "`v` as field `name`'s type `typ` (YAML reads `2e-4` as a string), or a one-line error naming the field."
     opts = typing.get_args(typ) or (typ,)

@@ -147,10 +147,11 @@ def run_pipeline(cfg:PipelineConfig, # what to run
     cfg.to_yaml(run_dir/"config.yaml")
     state = load_state(run_dir)
     redo = (set(STEPS) if force is True else set(force or [])) | {"report"}  # the report always reflects the latest state
+    fps = {name: step_fingerprint(cfg, name) for name in STEPS}   # once per run: each hashes its data files
     for name in STEPS:
         if name in cfg.skip or (only and name not in only): log(f"[{name}] skipped (config)"); continue
-        fp = step_fingerprint(cfg, name)
-        stale = [i for i in STEP_INPUTS[name][1] if state.get(i, {}).get("fingerprint") != step_fingerprint(cfg, i)]
+        fp = fps[name]
+        stale = [i for i in STEP_INPUTS[name][1] if state.get(i, {}).get("fingerprint") != fps[i]]
         if stale:   # with --only, a step after a config change would use the old results and store the new fingerprint
             raise StepFailed(f"pipeline step '{name}' uses the results of {', '.join(stale)}, which are missing or were made with other "
                              f"settings or files; run {'them' if len(stale) > 1 else 'it'} first (drop --only, or add {' '.join(stale)} to it)")

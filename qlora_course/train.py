@@ -146,8 +146,7 @@ def read_split(folder, # a folder the data stage saved (`Prepared.save`, `qlora-
 
 def load_splits(cfg:TrainConfig, tok):
     "The data stage's `Prepared` object for `cfg.data` (default: the course's dates task), tokenized to `cfg.max_len`."
-    from qlora_course.data import read_records, prepare, with_system, load_prepared, _build
-    from qlora_course.data import SPLITS
+    from qlora_course.data import read_records, prepare, with_system, load_prepared, _build, SPLITS
     src = cfg.data or str(data_dir()/"dates.jsonl")
     if not (Path(src)/"prepared.json").is_file():  # records: split here
         if Path(src).is_dir() and any((Path(src)/f"{s}.jsonl").is_file() for s in SPLITS):   # read as records, its test split would be trained on
@@ -305,13 +304,12 @@ RUN_RECORD = "course_run.json"
 
 class RunRecord(TrainerCallback):
     "Write the config, its fingerprint and the world size into every checkpoint, so a resume can check it continues the same run."
-    def __init__(self, cfg:TrainConfig): self.cfg = cfg
+    def __init__(self, cfg:TrainConfig):   # made once, when the run starts: the data's bytes as the run read them
+        self.rec = dict(fingerprint=cfg.fingerprint(), config=asdict(cfg), data_digest=cfg.data_digest())
     def on_save(self, args, state, control, **kw):
         if not state.is_world_process_zero: return
         ck = Path(args.output_dir)/f"checkpoint-{state.global_step}"
-        if ck.is_dir():
-            (ck/RUN_RECORD).write_text(json.dumps(dict(fingerprint=self.cfg.fingerprint(), world_size=args.world_size, config=asdict(self.cfg),
-                                                       data_digest=self.cfg.data_digest()), indent=1, default=str))
+        if ck.is_dir(): (ck/RUN_RECORD).write_text(json.dumps(dict(self.rec, world_size=args.world_size), indent=1, default=str))
 
 def check_resume(cfg:TrainConfig, checkpoint) -> dict:
     "The run record of `checkpoint`; refuses to resume it under a config or data that change what the run computes, or with damaged files."
