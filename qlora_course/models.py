@@ -305,7 +305,7 @@ def resolve_model(name_or_path=DEFAULT_MODEL) -> tuple[str, str]:
         raise FileNotFoundError(f"{p} is a folder but has no config.json, so it is not a Hugging Face model folder. "
                                 "Point at the folder that holds config.json and the weights, or at a .gguf file.")
     looks_like_path = s.startswith((".", "/", "~")) or os.sep in s.strip("/").split("/", 1)[-1] or s.count("/") != 1
-    if looks_like_path or p.suffix:
+    if looks_like_path or p.suffix.lower() in (".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".json"):   # (hub ids have dots: Qwen/Qwen2.5-0.5B)
         raise FileNotFoundError(f"Model {s!r} was not found: it is not a known name ({', '.join([*KNOWN_MODELS, *HUB_ALIASES])}), "
                                 "not an existing folder or .gguf file, and not a hub id of the form 'owner/name'. "
                                 "Run `qlora-course models` to list the known names.")
@@ -757,6 +757,9 @@ def coerce_field(name:str, typ, v):
     if list in opts and isinstance(v, (list, tuple)):
         if all(isinstance(x, str) for x in v): return list(v)
         raise ValueError(f"field {name}: expected a list of names, got {_brief(v)}")
+    if dict in opts and isinstance(v, dict):
+        if all(isinstance(k, str) for k in v): return dict(v)
+        raise ValueError(f"field {name}: expected a mapping of names to values, got {_brief(v)}")
     if type(v) in opts: return v
     for t in opts:
         if t is bool: continue
@@ -766,7 +769,7 @@ def coerce_field(name:str, typ, v):
         except (TypeError, ValueError, OverflowError): pass
         if t is str and isinstance(v, (int, float)) and not isinstance(v, bool) and name != "quant": return str(v)
     if bool in opts and isinstance(v, str) and v.lower() in ("true", "false"): return v.lower() == "true"
-    want = " or ".join("null" if t is type(None) else ("a list of names" if t is list else t.__name__) for t in opts)
+    want = " or ".join({type(None): "null", list: "a list of names", dict: "a mapping"}.get(t, t.__name__) for t in opts)
     raise ValueError(f"field {name}: expected {want}, got {_brief(v)}")
 
 # %% ../nbs/00_models.ipynb #65966c21

@@ -29,6 +29,7 @@ def files(tmp):
     import struct
     (tmp/"bomb.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 2) + struct.pack("<Q", 20) + b"general.architecture"
                                   + struct.pack("<IQ", 8, 5) + b"llama" + struct.pack("<Q", 5) + b"x.arr" + struct.pack("<IIQ", 9, 0, 1 << 40))
+    (tmp/"badlora.yaml").write_text("preset: tiny\nlora_args: {layers_pattern: layers}\n")   # PEFT: layers_pattern needs layers_to_transform
     (tmp/"half").mkdir(); (tmp/"half"/"train.jsonl").write_text('{"instruction": "q", "output": "a"}\n' * 20)
     (tmp/"norec"/"checkpoint-2").mkdir(parents=True); (tmp/"norec"/"checkpoint-2"/"trainer_state.json").write_text("{}")
     import json, dataclasses
@@ -77,6 +78,13 @@ CASES = [  # (name, argv, exit code, words the message must contain)
      ["checkpoint-2", "course_run.json"]),
     ("train: --resume a checkpoint whose optimizer.pt is damaged", ["train", "--preset", "tiny", "--output-dir", "{t}/badopt", "--resume"], 2,
      ["optimizer.pt can't be read", "damaged"]),
+    # issue 32: TRL's and PEFT's other fields pass through (sft_args, lora_args; --sft-arg, --lora-arg), checked against their dataclasses
+    ("train: --sft-arg without =", ["train", "--preset", "tiny", "--sft-arg", "neftune_noise_alpha", "--output-dir", "{t}/r"], 2, ["--sft-arg", "KEY=VALUE"]),
+    ("train: --sft-arg misspelt", ["train", "--preset", "tiny", "--sft-arg", "neftune_noise_alfa=5", "--output-dir", "{t}/r"], 2,
+     ["sft_args", "no field 'neftune_noise_alfa'", "did you mean neftune_noise_alpha"]),
+    ("train: --sft-arg the course sets", ["train", "--preset", "tiny", "--sft-arg", "learning_rate=1", "--output-dir", "{t}/r"], 2, ["learning_rate", "set that instead"]),
+    ("train: --lora-arg of the wrong type", ["train", "--preset", "tiny", "--lora-arg", "use_rslora=maybe", "--output-dir", "{t}/r"], 2, ["use_rslora takes bool", "'maybe'"]),
+    ("train: lora_args in YAML PEFT refuses", ["train", "--config", "{t}/badlora.yaml", "--output-dir", "{t}/r"], 2, ["badlora.yaml", "lora_args", "LoraConfig"]),
     ("pipeline: missing config", ["pipeline", "--config", "{t}/missing.yaml"], 2, ["missing.yaml"]),
     ("pipeline: YAML syntax error", ["pipeline", "--config", "{t}/bad.yaml"], 2, ["bad.yaml", "line"]),
     # issue 33: a negative count took all but the last N records (recs[:-5]) without a word

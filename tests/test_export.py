@@ -181,7 +181,7 @@ def test_unknown_output_type(tiny, capsys):
 def test_gguf_into_a_new_out_dir(tmp_path, capsys):
     "`gguf --out-dir` may name a folder that does not exist yet (it is made); a file there is refused."
     assert cli_main(["gguf", str(tiny_random_dir()), "--type", "q8_0", "--out-dir", str(tmp_path/"new"/"deeper"), "--no-verify"]) == 0
-    assert sorted(p.name for p in (tmp_path/"new"/"deeper").iterdir()) == ["Modelfile", "tiny-random-Q8_0.gguf"]
+    assert sorted(p.name for p in (tmp_path/"new"/"deeper").iterdir()) == ["Modelfile", "README.md", "tiny-random-Q8_0.gguf"]
     (tmp_path/"f").write_text("x")
     assert cli_main(["gguf", str(tiny_random_dir()), "--out-dir", str(tmp_path/"f"), "--no-verify"]) == 2
     assert "not a folder" in capsys.readouterr().err and (tmp_path/"f").read_text() == "x"
@@ -245,6 +245,24 @@ def test_cli_merge_then_gguf(tiny, tmp_path, capsys):
     o = capsys.readouterr().out
     assert "merged-F16.gguf" in o and "merged-Q8_0.gguf" in o and "ollama run" in o
     assert ex.parse_modelfile((out/"Modelfile").read_text())["SYSTEM"] == "You convert dates."
+    # issue 32: the merged folder's card holds the merge's check; the GGUF files in the same folder add a section to it (once)
+    card = (out/"README.md").read_text()
+    from qlora_course.train import _front_matter
+    meta = _front_matter(card)
+    assert meta["base_model"] == "tiny-random" and meta["library_name"] == "transformers" and "qlora-course" in meta["tags"]
+    assert "max logit difference" in card and "top token agrees 100.0%" in card and card.count("## GGUF files") == 1
+    assert "`merged-F16.gguf` | F16" in card and "`merged-Q8_0.gguf` | Q8_0" in card
+    assert "README.md" in json.loads((out/"export.json").read_text())["files"]   # a later merge --force replaces it
+    assert cli_main(["gguf", str(out), "--type", "f16", "--no-verify", "--force"]) == 0 and (out/"README.md").read_text().count("## GGUF files") == 1
+
+def test_gguf_card_in_its_own_folder_and_beside_someone_elses_readme(tiny, tmp_path, capsys):
+    from qlora_course.train import _front_matter
+    assert cli_main(["gguf", str(tiny["merged"]), "--type", "q8_0", "--out-dir", str(tmp_path/"g"), "--no-verify"]) == 0
+    meta = _front_matter((tmp_path/"g"/"README.md").read_text())
+    assert (meta["base_model"], meta["library_name"]) == ("tiny-random", "gguf") and "gguf" in meta["tags"]
+    (tmp_path/"mine").mkdir(); (tmp_path/"mine"/"README.md").write_text("# my notes\n")
+    assert cli_main(["gguf", str(tiny["merged"]), "--type", "q8_0", "--out-dir", str(tmp_path/"mine"), "--no-verify"]) == 0
+    assert (tmp_path/"mine"/"README.md").read_text() == "# my notes\n" and "left as it is" in capsys.readouterr().out
 
 
 # ---------- llama.cpp itself (slow: needs llama-cpp-python, which builds from source) ----------

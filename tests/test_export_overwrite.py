@@ -135,7 +135,7 @@ def test_gguf_refuses_existing_files_unless_force(tmp_path, capsys):
     assert cli_main(args) == 2 and not f.exists()
     assert "Modelfile already exists" in _one_error(capsys, "gguf")
     assert cli_main(args + ["--force"]) == 0 and f.stat().st_size > 1000 and (tmp_path/"Modelfile").read_text() == mf
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile", "tiny-random-Q8_0.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile", "README.md", "tiny-random-Q8_0.gguf"]
 
 def test_write_gguf_refuses_and_never_leaves_a_partial_file(tmp_path, monkeypatch):
     import gguf

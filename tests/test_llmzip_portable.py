@@ -4,10 +4,11 @@ streams with a sliding window code every token exactly.
 The cross-CPU tests run the encoder and the decoder in subprocesses whose PyTorch, oneDNN and MKL kernels are limited to what an
 AVX2 CPU or a plain x86-64 CPU has, and compare the per-step frequency tables themselves, so a difference shows where it starts."""
 import json, os, subprocess, sys
+from pathlib import Path
 import pytest, torch
 from qlora_course.models import load_model, random_model
 from qlora_course import llmzip
-from qlora_course.llmzip import (compress, decompress, read_header, pack_container, PortableStep, portable_weights,
+from qlora_course.llmzip import (compress, decompress, read_header, pack_container, PortableStep, portable_weights, int_frequencies,
                                  _encode, _decode, _start_id, stream_length, chunk_layout, FLAG_CRLF, FORMAT_VERSION)
 
 KINDS = {"native": {}, "avx2": dict(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2", MKL_ENABLE_INSTRUCTIONS="AVX2"),
@@ -76,6 +77,52 @@ def test_int_mm_exact_at_the_extremes():
     b = torch.randint(-63, 64, (1536, 40), generator=torch.Generator().manual_seed(1)).to(torch.int8)
     b[:, 0], b[:, 1], b[::2, 2], b[1::2, 2] = 63, -63, 63, -63
     assert torch.equal(torch._int_mm(a, b).double(), a.double() @ b.double())
+
+GOLDEN = Path(__file__).parent/"data"/"portable_v4_smollm2.llmz"
+
+def test_a_format_4_archive_made_earlier_still_decodes():
+    """`tests/data` holds `TEXT` zipped by the portable step of commit 321556b (SmolLM2-135M-Instruct, 3 streams of 84 tokens,
+    a window of 24: the ring buffer wraps), before its attention and lookups were rearranged for speed. Any change to the step
+    that moves one bit of one frequency fails here."""
+    m, tok = load_model("smollm2-135m-instruct")
+    blob = GOLDEN.read_bytes()
+    h = read_header(blob)
+    assert (h["version"], h["engine"], h["window"], h["context_size"], h["batch_size"], h["flags"]) == (4, "portable", 24, 84, 3, FLAG_CRLF)
+    assert decompress(blob, m, tok) == TEXT.encode()
+
+def _tables(w, toks, window=9):
+    "The frequency tables of a 3-row windowed run fed `toks`."
+    r = PortableStep(w, 3, 0, len(toks) + 1, window=window)
+    return [int_frequencies(r.step())] + [int_frequencies(r.step(t)) for t in toks]
+
+def test_the_gpu_branches_give_the_cpu_bits(mt, monkeypatch):
+    """On a GPU the integer products run in float64 (no int8 kernel; TF32 never applies). Forced onto this CPU, those branches
+    must give the int8 kernel's frequencies bit for bit (before this test, their products came back in float64 and every
+    later operation rounded differently)."""
+    m, tok = mt
+    w = portable_weights(m)
+    toks = torch.randint(0, len(tok), (29, 3), generator=torch.Generator().manual_seed(7))
+    ref = _tables(w, toks)
+    monkeypatch.setattr(llmzip, "_cpu", lambda t: False)
+    got = _tables(w, toks)
+    step = next((i for i, (a, b) in enumerate(zip(ref, got)) if not torch.equal(a, b)), None)
+    assert step is None, f"the float64 branches differ from step {step}"
+
+def test_the_gpu_branches_decode_the_earlier_archive(monkeypatch):
+    monkeypatch.setattr(llmzip, "_cpu", lambda t: False)
+    m, tok = load_model("smollm2-135m-instruct")
+    assert decompress(GOLDEN.read_bytes(), m, tok) == TEXT.encode()
+
+def test_attention_digits_and_blocks_give_the_same_bits(mt):
+    "The attention-value product as two base-64 digits over the whole window, or in blocks of 32 positions: the same integers."
+    m, tok = mt
+    w = portable_weights(m)
+    a, b = PortableStep(w, 3, 0, 70, window=50), PortableStep(w, 3, 0, 70, window=50)
+    b.digits_below = 0
+    toks = torch.randint(0, len(tok), (69, 3), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.step(), b.step())
+    for t in toks: assert torch.equal(a.step(t), b.step(t))
+    assert a.digits_below == 2064 and llmzip.AV_DIGIT * llmzip.ACT_LEVELS * 2064 < 2**24
 
 # --- streams and the window --------------------------------------------------------------------------------------------
 

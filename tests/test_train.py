@@ -112,7 +112,31 @@ def test_cli_train(tmp_path):
     for f in ("adapter/adapter_model.safetensors", "adapter/tokenizer_config.json", "config.yaml", "metrics.json", "loss.png"):
         assert (out/f).exists(), f
     assert yaml.safe_load((out/"config.yaml").read_text())["lora_r"] == 4
+    card = (out/"adapter"/"README.md").read_text()   # issue 32: the course's card, not PEFT's blank template with a machine path
+    assert card.startswith("---\nbase_model: tiny-random\nlibrary_name: peft\n") and "More Information Needed" not in card
+    import json
+    assert f"| trainable parameters | {json.loads((out/'metrics.json').read_text())['trainable_params']:,} |" in card and str(Path.home()) not in card
     assert main(["train", "--config", str(tmp_path/"missing.yaml")]) == 2
+
+def test_cli_train_passes_trl_and_peft_fields_through(tmp_path):
+    "Issue 32: sft_args/lora_args from YAML, --sft-arg/--lora-arg adding to them, reach SFTConfig and LoraConfig; the run trains."
+    import json
+    from qlora_course.train import sft_config
+    cfgf = tmp_path/"run.yaml"
+    cfgf.write_text(f"preset: tiny\noutput_dir: {tmp_path/'run'}\nmax_steps: 2\neval_samples: 8\nsft_args: {{neftune_noise_alpha: 5}}\n")
+    assert main(["train", "--config", str(cfgf), "--sft-arg", "lr_scheduler_kwargs={num_cycles: 0.5}", "--lora-arg", "use_rslora=true"]) == 0
+    saved = yaml.safe_load((tmp_path/"run"/"config.yaml").read_text())
+    assert saved["sft_args"] == {"neftune_noise_alpha": 5, "lr_scheduler_kwargs": {"num_cycles": 0.5}}   # the file's and the option's, merged
+    assert saved["lora_args"] == {"use_rslora": True}
+    assert json.loads((tmp_path/"run"/"adapter"/"adapter_config.json").read_text())["use_rslora"] is True
+    args = sft_config(TrainConfig(**saved))
+    assert (args.neftune_noise_alpha, args.lr_scheduler_kwargs) == (5, {"num_cycles": 0.5})
+
+def test_unset_pass_through_fields_keep_old_fingerprints():
+    "Runs (and pipeline states) recorded before sft_args/lora_args existed still match: unset, they are not in the fingerprint."
+    c = TrainConfig.preset("tiny")
+    assert c.fingerprint() == TrainConfig.preset("tiny", sft_args={}, lora_args=None).fingerprint()
+    assert c.fingerprint() != TrainConfig.preset("tiny", lora_args={"use_rslora": True}).fingerprint()
 
 def test_cli_bad_data(tmp_path):
     bad = tmp_path/"bad.jsonl"; bad.write_text('{"instruction": "x"\n')
