@@ -125,6 +125,7 @@ def _eval(p):
     p.add_argument("--data"); p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--limit", type=int_at_least(0), default=0, help="evaluate the first N records (0: all)")
     p.add_argument("--csv"); p.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
+    p.add_argument("--harness", metavar="DIR", help="also score with lm-evaluation-harness (the eval extra), writing its local task to DIR")
 
 # %% ../nbs/90_cli.ipynb #3bdc52d0
 @options("merge")

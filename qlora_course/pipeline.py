@@ -209,10 +209,17 @@ def step_base_eval(cfg, state):
 @step
 def step_train(cfg, state):
     "QLoRA fine-tuning with the training stage, then the same evaluation as the base."
-    from qlora_course.train import train
-    res = train(cfg.train_config(output_dir=str(cfg.run_dir/"train"), data=state["data"]["dir"]), live=False)  # the data step's saved splits
+    from qlora_course.train import train, adapter_card
+    tc = cfg.train_config(output_dir=str(cfg.run_dir/"train"), data=state["data"]["dir"])   # the data step's saved splits
+    res = train(tc, live=False)
     res.model.eval()
     after = _eval(cfg, res.model, res.tok, state, "eval_tuned.csv")
+    b = state.get("base_eval")
+    if b:   # the adapter's card gains the test-split results, next to its training metrics
+        adapter_card(tc, res.adapter_dir, res.metrics, {
+            f"exact match, test split ({after['n']} records): base -> fine-tuned": f"{b['exact_match']:.1%} -> {after['exact_match']:.1%}",
+            "answer loss, base -> fine-tuned": f"{b['answer_loss']:.3f} -> {after['answer_loss']:.3f}",
+            "prose perplexity, base -> fine-tuned": f"{b['prose_ppl']:.2f} -> {after['prose_ppl']:.2f}"})
     return dict(after, adapter=str(res.adapter_dir), train_seconds=res.metrics["train_seconds"], steps=res.metrics["steps"],
                 train_loss=res.metrics["train_loss"], eval_loss=res.metrics.get("eval_loss"),
                 trainable_params=res.metrics["trainable_params"], plot=str(Path(res.output_dir)/"loss.png"))

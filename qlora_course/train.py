@@ -478,14 +478,14 @@ def base_card(model:str) -> dict:
 
 # %% ../nbs/03_train.ipynb #216d1857
 def write_card(folder, # where README.md is written (replaced if there)
-               title:str, base:str, # the card's heading; the base model (`load_model`'s names, a folder or a hub id)
+               title:str, base:str|dict, # the card's heading; the base model (`load_model`'s names, a folder or a hub id), or its `base_card`
                library:str, # the Hub's library_name: "peft" (an adapter), "transformers" (merged weights), "gguf"
                summary:str, # what it is and how it was made, in a sentence or two
                results:dict, # measured {what: value}, shown as a table
                usage:str, # a code block or command that uses it
                tags=()) -> Path:
     "Write a Hub model card, README.md: the metadata block (base model, library, license, tags), a summary, the measured results, usage."
-    b = base_card(base)
+    b = base if isinstance(base, dict) else base_card(base)
     meta = {k: v for k, v in dict(base_model=b["name"], library_name=library, license=b["license"], pipeline_tag="text-generation",
                                   tags=["qlora-course", *tags]).items() if v}
     rows = "\n".join(f"| {k} | {v} |" for k, v in results.items())
@@ -493,21 +493,24 @@ def write_card(folder, # where README.md is written (replaced if there)
             + (f" (license: {b['license']})" if b["license"] else "") + f".\n\n## Measured\n\n| what | value |\n|---|---|\n{rows}\n\n## Use\n\n{usage}\n")
     p = Path(folder)/"README.md"; p.write_text(text, encoding="utf-8"); return p
 
-def adapter_card(cfg:TrainConfig, adapter:Path, m:dict) -> Path:
+def adapter_card(cfg:TrainConfig, adapter:Path, m:dict,
+                 evals:dict|None=None, # more measured rows, e.g. exact match before/after from the pipeline's evaluation
+                ) -> Path:
     "The adapter folder's card: what `train` made, from `cfg` and the run's metrics `m`."
     size = (adapter/"adapter_model.safetensors").stat().st_size
     res = {"training loss (mean over the run)": f"{m['train_loss']:.4f}", "steps (global batch)": f"{m['steps']} ({m['global_batch']})",
            "trainable parameters": f"{m['trainable_params']:,}", "adapter file": f"{size / 1e6:.2f} MB", "training time": f"{m['train_seconds']} s"}
     if "eval_loss" in m: res["validation loss (perplexity)"] = f"{m['eval_loss']:.4f} ({m['eval_ppl']:.2f})"
+    res.update(evals or {})
     quant = {"nf4": "a 4-bit NF4 base (QLoRA)", "int8": "an 8-bit base", None: "a full-precision base"}[cfg.quant]
     summary = (f"A LoRA adapter (rank {cfg.lora_r}, alpha {cfg.lora_alpha}, on {cfg.target_modules if isinstance(cfg.target_modules, str) else ', '.join(cfg.target_modules)}) "
                f"trained with [qlora-course](https://github.com/qlora-course/qlora-course) on {quant}, {cfg.learning_rate:g} peak learning rate, on "
                + (f"`{Path(cfg.data).name}`." if cfg.data else "the course's date-normalisation task (`dates.jsonl`)."))
-    base = base_card(cfg.model)["name"]
+    b = base_card(cfg.model); base = b["name"]
     usage = (f"```python\nfrom transformers import AutoModelForCausalLM\nfrom peft import PeftModel\n"
              f"model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(\"{base}\"), \"PATH/TO/THIS/FOLDER\")\n```\n\n"
              f"or `qlora-course chat --model {cfg.model} --adapter PATH/TO/THIS/FOLDER`.")
-    return write_card(adapter, f"LoRA adapter for {base}", cfg.model, "peft", summary, res, usage, tags=["lora", "qlora", "sft", "trl"])
+    return write_card(adapter, f"LoRA adapter for {base}", b, "peft", summary, res, usage, tags=["lora", "qlora", "sft", "trl"])
 
 # %% ../nbs/03_train.ipynb #226189e0
 @dataclass

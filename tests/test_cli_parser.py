@@ -187,6 +187,8 @@ def test_options_unchanged(cmd):
     if cmd in ADDED:
         assert new.pop(ADDED[cmd])["action"] == "_StoreTrueAction"
         assert "new or empty" in new["--out"].pop("help"); old["--out"].pop("help", None)
+    if cmd == "eval":   # added since: --harness DIR, the score from lm-evaluation-harness too
+        h = new.pop("--harness"); assert h["action"] == "_StoreAction" and h["default"] is None and "lm-evaluation-harness" in h["help"]
     assert new == old
 
 def test_train_options_kept():

@@ -100,6 +100,8 @@ def test_full_pipeline_on_tiny_random(tmp_path):
     from transformers import AutoModelForCausalLM
     assert len(load_prepared(state["data"]["dir"]).splits["test"]) > 0
     load_with_adapter("tiny-random", state["train"]["adapter"])
+    card = (Path(state["train"]["adapter"])/"README.md").read_text()   # the adapter's card carries the test-split results
+    assert f"exact match, test split ({state['train']['n']} records): base -> fine-tuned" in card and "prose perplexity" in card
     AutoModelForCausalLM.from_pretrained(state["export"]["merged"])
     for g in state["export"]["gguf"]: read_gguf_meta(cfg.run_dir/"gguf"/g["file"])
     AutoModelForCausalLM.from_pretrained(state["prune_distill"]["student"])

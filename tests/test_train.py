@@ -116,6 +116,11 @@ def test_cli_train(tmp_path):
     assert card.startswith("---\nbase_model: tiny-random\nlibrary_name: peft\n") and "More Information Needed" not in card
     import json
     assert f"| trainable parameters | {json.loads((out/'metrics.json').read_text())['trainable_params']:,} |" in card and str(Path.home()) not in card
+    from qlora_course.train import adapter_card   # the pipeline rewrites it with its evaluation's rows added
+    m = json.loads((out/"metrics.json").read_text())
+    adapter_card(TrainConfig.from_yaml(out/"config.yaml"), out/"adapter", m, {"exact match, base -> fine-tuned": "7.5% -> 95.8%"})
+    card2 = (out/"adapter"/"README.md").read_text()
+    assert "| exact match, base -> fine-tuned | 7.5% -> 95.8% |" in card2 and card2.replace("| exact match, base -> fine-tuned | 7.5% -> 95.8% |\n", "") == card
     assert main(["train", "--config", str(tmp_path/"missing.yaml")]) == 2
 
 def test_cli_train_passes_trl_and_peft_fields_through(tmp_path):
