@@ -109,20 +109,29 @@ def harness_task(records:list, # normalised single-turn records {'messages': [..
     return out, systems.pop()
 
 # %% ../nbs/04_infer.ipynb #a52653bd
-def harness_eval(model, tok, task_dir, system:str|None=None, # the task's system prompt, as `harness_task` returns it
+def harness_eval(model, # a transformers model in memory, or the base URL of an OpenAI-compatible server (`qlora-course serve`)
+                 tok, # the model's tokenizer (None for a server: it applies its own chat template)
+                 task_dir, system:str|None=None, # the task's system prompt, as `harness_task` returns it
                  name:str="qlora_course_dates", batch_size:int=16) -> dict:
-    "Run the local task in `task_dir` with lm-evaluation-harness on the in-memory `model`: exact match and every answer."
+    "Run the local task in `task_dir` with lm-evaluation-harness on `model` (in memory, or served over HTTP): exact match and every answer."
     try:
         import lm_eval
         from lm_eval.models.huggingface import HFLM
+        from lm_eval.models.openai_completions import LocalChatCompletion
         from lm_eval.tasks import TaskManager
     except ImportError as e: raise ImportError(f"this needs lm-evaluation-harness ({e}); install it with {HARNESS_EXTRA}") from None
     old, level = os.environ.get("TQDM_DISABLE"), logging.getLogger("lm_eval").level
     os.environ["TQDM_DISABLE"] = "1"; logging.getLogger("lm_eval").setLevel(logging.ERROR)   # no progress bars or per-request notes
     try:
-        class Quiet(HFLM):   # its request loop draws a progress bar whatever tqdm's settings say
-            def generate_until(self, requests, disable_tqdm=False): return super().generate_until(requests, disable_tqdm=True)
-        lm = Quiet(pretrained=model, tokenizer=tok, batch_size=batch_size)
+        if isinstance(model, str):
+            class Served(LocalChatCompletion):   # greedy as the course's `chat_http`: no repetition penalty (llama-cpp-python's server adds 1.1)
+                def _create_payload(self, *a, **k): return {**super()._create_payload(*a, **k), "repeat_penalty": 1.0}
+                def generate_until(self, requests, disable_tqdm=False): return super().generate_until(requests, disable_tqdm=True)
+            lm = Served(base_url=model.rstrip("/") + "/chat/completions", model="qlora-course", num_concurrent=1, max_retries=1)
+        else:
+            class Quiet(HFLM):   # its request loop draws a progress bar whatever tqdm's settings say
+                def generate_until(self, requests, disable_tqdm=False): return super().generate_until(requests, disable_tqdm=True)
+            lm = Quiet(pretrained=model, tokenizer=tok, batch_size=batch_size)
         res = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=TaskManager(include_path=str(task_dir)), apply_chat_template=True,
                                       system_instruction=system, log_samples=True)
     finally:

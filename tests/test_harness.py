@@ -52,3 +52,17 @@ def test_cli_eval_with_the_harness(tmp_path, capsys):
     res = json.loads([l for l in out.splitlines() if l.startswith("{")][0])
     assert res["n"] == 4 and res["harness_exact_match"] == res["exact_match"]
     assert "max_gen_toks: 6" in (tmp_path/"h"/"qlora_course_dates.yaml").read_text() and f"lm_eval --include_path {tmp_path/'h'}" in out
+
+def test_the_harness_on_a_served_gguf_answers_as_the_course_does(setup, tmp_path):
+    "Through `qlora-course serve` (the llama extra): the harness's local-chat-completions model gets the course's own served answers."
+    pytest.importorskip("llama_cpp.server.app")
+    import qlora_course.export as ex
+    from qlora_course.models import tiny_random_dir
+    model, tok, recs, d = setup
+    f = ex.write_gguf(tiny_random_dir(), tmp_path/"t-F16.gguf", "f16")
+    out, system = harness_task(recs, d/"served", tok, max_new_tokens=8)
+    with ex.ServerProcess(f) as s:
+        h = harness_eval(s.url, None, out, system)
+        c = ex.served_exact_match(s.url, recs, max_tokens=8)
+    assert h["n"] == c["n"] == 6 and [a.strip() for a in h["answers"]] == [r["answer"].strip() for r in c["rows"]]
+    assert h["exact_match"] == c["exact_match"]
