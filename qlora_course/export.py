@@ -1078,11 +1078,12 @@ class ServerProcess:
 def served_exact_match(url, records, max_tokens:int=24) -> dict:
     "Exact match of the greedy answers the server at `url` gives to the task `records` (as `infer.evaluate` scores them)."
     from qlora_course.data import prompt_and_answer
+    from qlora_course.infer import exact
     rows = []
     for r in records:
         msgs, ref = prompt_and_answer(r)
         a = chat_http(url, msgs, max_tokens=max_tokens)
-        rows.append(dict(reference=ref, answer=a, correct=int(a.strip() == ref.strip())))
+        rows.append(dict(reference=ref, answer=a, correct=exact(a, ref)))
     return dict(exact_match=sum(r["correct"] for r in rows) / len(rows), n=len(rows), rows=rows)
 
 def llama_logits(llm, tok, prompts) -> list[torch.Tensor]:
